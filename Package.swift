@@ -1,0 +1,57 @@
+// swift-tools-version: 6.2
+// IPN media bus: user-space IPN (Inter Process Networking) and a media fan-out service on it.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "ipn-media-bus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "IPNBus", targets: ["IPNBus"]),
+        .executable(name: "ipn", targets: ["ipn"]),
+        .executable(name: "ipn-host", targets: ["ipn-host"]),
+        .executable(name: "ipn-bench", targets: ["ipn-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // Socket/cmsg/memfd/eventfd/epoll/spawn plumbing Swift cannot import cleanly. No logic.
+        .target(name: "CIPNSys"),
+        // The bus: naming, rights, host, policies, rings and pools, the IPN API. Knows nothing of media.
+        .target(
+            name: "IPNBus",
+            dependencies: [
+                "CIPNSys",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "ipn-host", dependencies: ["IPNBus"], swiftSettings: strict),
+        .executableTarget(
+            name: "ipn",
+            dependencies: ["IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "ipn-bench",
+            dependencies: [
+                "IPNBus", "CIPNSys",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "IPNTestSupport",
+            dependencies: ["IPNBus", .product(name: "Subprocess", package: "swift-subprocess")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "IPNBusTests",
+            dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys"],
+            swiftSettings: strict),
+    ]
+)

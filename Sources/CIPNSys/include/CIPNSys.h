@@ -1,0 +1,78 @@
+// Thin C plumbing for IPNBus: things Swift cannot call directly (cmsg macros, variadic fcntl,
+// abstract socket addresses, SO_PEERCRED, posix_spawn with a new session). No logic lives here.
+#ifndef CIPNSYS_H
+#define CIPNSYS_H
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+enum {
+    IPN_SEAL_SEAL = 0x0001,
+    IPN_SEAL_SHRINK = 0x0002,
+    IPN_SEAL_GROW = 0x0004,
+    IPN_SEAL_WRITE = 0x0008,
+};
+
+/// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING). Returns fd or -1 (errno set).
+int ipn_memfd(const char *name);
+/// fcntl(fd, F_ADD_SEALS, seals).
+int ipn_add_seals(int fd, int seals);
+/// fcntl(fd, F_GET_SEALS).
+int ipn_get_seals(int fd);
+/// fcntl(fd, F_GETFL) & O_ACCMODE.
+int ipn_access_mode(int fd);
+
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
+int ipn_eventfd(void);
+/// Adds 1 to the eventfd counter. Returns 0 or -1.
+int ipn_eventfd_signal(int fd);
+/// Reads (clears) the eventfd counter; returns the value or 0 when it was already clear.
+uint64_t ipn_eventfd_drain(int fd);
+
+/// epoll_create1(EPOLL_CLOEXEC).
+int ipn_epoll_create(void);
+/// Adds fd for EPOLLIN (level-triggered) with a 64-bit token.
+int ipn_epoll_add(int epfd, int fd, uint64_t token);
+int ipn_epoll_remove(int epfd, int fd);
+/// epoll_wait; writes up to `max` tokens; returns how many (0 on timeout, -1 on error).
+int ipn_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
+/// poll(fd, POLLIN) for up to timeout_ms; 1 readable, 0 timeout, -1 error.
+int ipn_poll_readable(int fd, int timeout_ms);
+
+/// socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0).
+int ipn_seqpacket_socket(void);
+/// bind to an abstract address ("\0" + name). 
+int ipn_bind_abstract(int fd, const char *name);
+/// connect to an abstract address ("\0" + name).
+int ipn_connect_abstract(int fd, const char *name);
+/// bind to a filesystem path (sun_path, max 107 bytes).
+int ipn_bind_path(int fd, const char *path);
+/// Largest sun_path this platform accepts.
+int ipn_max_path_length(void);
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), retrying EINTR.
+int ipn_accept(int fd);
+/// pipe2(fds, O_CLOEXEC).
+int ipn_pipe_cloexec(int fds[2]);
+/// SO_PEERCRED of a connected Unix socket.
+int ipn_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+/// SO_PEERGROUPS: supplementary groups of the peer at connect time. Returns count or -1.
+int ipn_peer_groups(int fd, uint32_t *groups, int max);
+/// setsockopt SO_SNDBUF/SO_RCVBUF.
+int ipn_set_buffer_sizes(int fd, int bytes);
+
+/// sendmsg with up to 4 descriptors in SCM_RIGHTS. MSG_NOSIGNAL always; flags may add MSG_DONTWAIT.
+ssize_t ipn_send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int flags);
+/// recvmsg with MSG_CMSG_CLOEXEC, collecting up to `maxfds` descriptors (extra ones are closed).
+/// Returns the byte count, 0 on EOF, -1 on error. *truncated is set when MSG_TRUNC/MSG_CTRUNC was seen.
+ssize_t ipn_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated, int flags);
+
+/// posix_spawn `path` in a new session (POSIX_SPAWN_SETSID) with stdin/stdout/stderr on /dev/null
+/// and `status_fd` duplicated onto fd 3. Returns the pid or -1 (errno set).
+pid_t ipn_spawn_detached(const char *path, char *const argv[], char *const envp[], int status_fd);
+
+/// CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+uint64_t ipn_thread_cpu_ns(void);
+/// CLOCK_MONOTONIC in nanoseconds.
+uint64_t ipn_monotonic_ns(void);
+
+#endif

@@ -1,0 +1,546 @@
+import CIPNSys
+import Foundation
+import Glibc
+
+/// The host of one bus: what the AF_IPN kernel module was, as a user-space process.
+///
+/// Spawned by the first `bind` of a path, it owns the bus file, listens for nodes on the bus's
+/// abstract address, checks each node's credentials against the file's mode, and moves messages:
+/// it drains every sender's outbox ring, asks the policy for recipients, and writes each message
+/// (inline bytes, or a reference into the sender's pool) into each recipient's inbox ring. One
+/// thread, one epoll; no syscall per message while everyone is busy. It exits when the last node
+/// leaves unless the bus is persistent.
+public final class Host {
+    let path: String
+    var options: BusOptions
+    let creatorToken: String?
+    var creatorTokenUsed = false
+    let policy: any Policy
+    let started = ipn_monotonic_ns()
+
+    private var listenFD: Int32 = -1
+    private var pathFD: Int32 = -1
+    private var epollFD: Int32 = -1
+    private(set) var doorbellFD: Int32 = -1
+    private var device: UInt64 = 0
+    private var inode: UInt64 = 0
+
+    private var connections: [UInt32: HostNode] = [:]
+    /// Joined nodes in join order; the hot loop walks this array.
+    private var members: [HostNode] = []
+    private var recipients: Recipients
+    private var nextID: UInt32 = 1
+    private var everHadMember = false
+    private var terminating = false
+    private var lastTick = ipn_monotonic_ns()
+
+    static let listenToken: UInt64 = 0
+    static let doorbellToken: UInt64 = 1
+    static let tokenBase: UInt64 = 16
+    static let batch = 256
+    static let startupGrace: UInt64 = 10_000_000_000
+
+    public init(path: String, options: BusOptions, creatorToken: String?) throws(IPNError) {
+        try options.validate()
+        self.path = path
+        self.options = options
+        self.creatorToken = creatorToken
+        self.policy = try PolicyRegistry.make(options.policy, options: options)
+        self.recipients = Recipients(capacity: options.maxNodes + 1)
+    }
+
+    public enum StartResult { case listening, alreadyExists }
+
+    /// Creates the bus file and starts listening.
+    public func start() throws(IPNError) -> StartResult {
+        let fd = try Sys.newSeqpacketSocket()
+        let oldMask = umask(0o777)  // the file appears with no permission at all, then gets its mode
+        let bound = ipn_bind_path(fd, path)
+        let bindErrno = Sys.lastErrno
+        umask(oldMask)
+        if bound != 0 {
+            Sys.close(fd)
+            if bindErrno == .addressInUse { return .alreadyExists }
+            throw .system(call: "bind(\(path))", errno: bindErrno)
+        }
+        pathFD = fd
+        let mode = options.mode ?? (0o777 & ~UInt32(oldMask))
+        options.mode = mode
+        try Sys.check("chmod(\(path))", chmod(path, mode_t(mode)))
+        guard case .socket(let address, _, _, _) = try BusAddress.lookup(path) else {
+            throw .hostFailed(path: path, reason: "the bus file vanished while it was being created")
+        }
+        device = address.device
+        inode = address.inode
+        listenFD = try Sys.newSeqpacketSocket()
+        try Sys.check("bind(abstract)", ipn_bind_abstract(listenFD, address.abstractName))
+        try Sys.check("listen", listen(listenFD, 128))
+        Sys.setNonBlocking(listenFD, true)
+        doorbellFD = try Sys.newEventFD()
+        epollFD = try Sys.check("epoll_create", ipn_epoll_create())
+        try Sys.check("epoll_ctl", ipn_epoll_add(epollFD, listenFD, Self.listenToken))
+        try Sys.check("epoll_ctl", ipn_epoll_add(epollFD, doorbellFD, Self.doorbellToken))
+        return .listening
+    }
+
+    /// Serves the bus until it ends. Returns the process exit status.
+    public func run() -> Int32 {
+        var tokens = [UInt64](repeating: 0, count: 64)
+        while !terminating {
+            let moreWork = forwardMessages()
+            let now = ipn_monotonic_ns()
+            if now &- lastTick >= 1_000_000_000 {
+                lastTick = now
+                policy.tick(now: now)
+                if !everHadMember && !options.persistent && now - started > Self.startupGrace { break }
+            }
+            let n = ipn_epoll_wait(epollFD, &tokens, 64, moreWork ? 0 : 1000)
+            if n < 0 { if errno == EINTR { continue }; break }
+            for i in 0..<Int(n) {
+                switch tokens[i] {
+                case Self.listenToken: acceptAll()
+                case Self.doorbellToken: _ = ipn_eventfd_drain(doorbellFD)
+                default:
+                    let id = UInt32(tokens[i] - Self.tokenBase)
+                    if let node = connections[id] { serviceControl(node) }
+                }
+            }
+        }
+        shutdownBus(reason: "bus ended")
+        return 0
+    }
+
+    // MARK: connections
+
+    private func acceptAll() {
+        while true {
+            let fd = ipn_accept(listenFD)
+            if fd < 0 { return }
+            var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+            guard ipn_peer_credentials(fd, &pid, &uid, &gid) == 0 else { Sys.close(fd); continue }
+            var groups = [UInt32](repeating: 0, count: 256)
+            let ng = ipn_peer_groups(fd, &groups, 256)
+            let node = HostNode(id: nextID, fd: fd, pid: pid, uid: uid, gid: gid,
+                                groups: ng > 0 ? Array(groups.prefix(Int(ng))) : [])
+            nextID &+= 1
+            connections[node.id] = node
+            _ = ipn_epoll_add(epollFD, fd, UInt64(node.id) + Self.tokenBase)
+        }
+    }
+
+    private func serviceControl(_ node: HostNode) {
+        let message: ControlMessage
+        let fds: [Int32]
+        do {
+            switch try node.control.receive(nonBlocking: true) {
+            case .wouldBlock: return
+            case .closed: return drop(node)
+            case .message(let m, let f): (message, fds) = (m, f)
+            }
+        } catch {
+            fail(node, .badRequest, "\(error)")
+            drop(node)
+            return
+        }
+        handle(message, fds: fds, from: node)
+    }
+
+    private func fail(_ node: HostNode, _ code: ControlMessage.Failure.Code, _ text: String,
+                      missing: Rights? = nil, busPolicy: String? = nil) {
+        _ = try? node.control.send(.failure(.init(code: code, message: text, missing: missing, busPolicy: busPolicy)),
+                                   nonBlocking: true)
+    }
+
+    private func currentFileRights(for node: HostNode) -> Rights? {
+        guard case .socket(let a, let mode, let owner, let group) = try? BusAddress.lookup(path),
+              a.device == device, a.inode == inode else { return nil }
+        return Rights.granted(mode: mode, owner: owner, group: group, uid: node.uid, gids: [node.gid] + node.groups)
+    }
+
+    private func handle(_ message: ControlMessage, fds: [Int32], from node: HostNode) {
+        switch message {
+        case .hello(let hello) where !node.greeted:
+            fds.forEach(Sys.close)
+            greet(node, hello)
+        case .join(let j) where node.greeted && node.isBound && !node.joined:
+            join(node, wantReceive: j.wantReceive, wantSend: j.wantSend, membership: j.wantMembership, description: j.description)
+        case .shutdown(let read, let write) where node.joined:
+            if read { node.canReceive = false }
+            if write { node.canSend = false }
+            rebuildReceivers()
+            announceMembership()
+            _ = try? node.control.send(.done, nonBlocking: true)
+        case .setDescription(let d) where node.greeted:
+            node.description = String(d.utf8.prefix(128)) ?? ""
+        case .poolCreated(let size) where node.joined && node.canSend && node.pool == nil && fds.count == 1:
+            adoptPool(node, fd: fds[0], size: size)
+        case .statRequest where node.greeted:
+            _ = try? node.control.send(.status(status()), nonBlocking: true)
+        default:
+            fds.forEach(Sys.close)
+            fail(node, .badRequest, "unexpected control message in this state")
+            drop(node)
+        }
+    }
+
+    private func greet(_ node: HostNode, _ hello: ControlMessage.Hello) {
+        node.greeted = true
+        node.description = String(hello.description.utf8.prefix(128)) ?? ""
+        guard hello.version == ControlMessage.version else {
+            fail(node, .badRequest, "control protocol version \(hello.version) is not \(ControlMessage.version)")
+            return drop(node)
+        }
+        guard hello.device == device, hello.inode == inode, var rights = currentFileRights(for: node) else {
+            fail(node, .busGone, "the bus file \(path) was removed or replaced")
+            return drop(node)
+        }
+        if let token = hello.creatorToken, token == creatorToken, !creatorTokenUsed {
+            creatorTokenUsed = true
+            rights = .all
+        }
+        node.rights = rights
+        if let wanted = hello.policy, wanted != options.policy, hello.intent == .bind || hello.intent == .connect {
+            fail(node, .policyMismatch, "bus \(path) uses the \(options.policy) policy, not \(wanted)", busPolicy: options.policy)
+            return drop(node)
+        }
+        switch hello.intent {
+        case .stat:
+            guard !rights.isEmpty else {
+                fail(node, .permissionDenied, "no right on \(path)", missing: [.receive])
+                return drop(node)
+            }
+            _ = try? node.control.send(.status(status()))
+            drop(node)
+        case .remove, .setOptions:
+            guard rights.contains(.manage) else {
+                fail(node, .permissionDenied, "removing or changing \(path) needs the manage right", missing: .manage)
+                return drop(node)
+            }
+            if hello.intent == .remove {
+                _ = try? node.control.send(.done)
+                drop(node)
+                terminating = true
+                return
+            }
+            if let p = hello.persistent { options.persistent = p }
+            if let d = hello.busDescription { options.description = String(d.utf8.prefix(128)) ?? "" }
+            _ = try? node.control.send(.done)
+            drop(node)
+        case .bind:
+            guard rights.contains(.manage) else {
+                fail(node, .permissionDenied, "binding the existing bus \(path) needs the manage right", missing: .manage)
+                return drop(node)
+            }
+            node.isBound = true
+            everHadMember = true
+            let welcome = ControlMessage.Welcome(node: node.id, rights: rights, canReceive: false, canSend: false, joined: false,
+                                                 options: options, queueLength: options.effectiveQueueLength,
+                                                 inlineCapacity: options.inlineCapacity)
+            _ = try? node.control.send(.welcome(welcome))
+        case .connect:
+            join(node, wantReceive: hello.wantReceive, wantSend: hello.wantSend, membership: hello.wantMembership,
+                 description: hello.description)
+        }
+    }
+
+    private func join(_ node: HostNode, wantReceive: Bool, wantSend: Bool, membership: Bool, description: String) {
+        // Rights are checked at join time against the file as it is now (IPN checks at connect).
+        let rights = currentFileRights(for: node).map { node.isBound ? $0.union(node.rights) : $0 } ?? []
+        let canReceive = wantReceive && rights.contains(.receive)
+        let canSend = wantSend && rights.contains(.send)
+        guard canReceive || canSend else {
+            var missing: Rights = []
+            if wantReceive { missing.insert(.receive) }
+            if wantSend { missing.insert(.send) }
+            fail(node, .permissionDenied, "joining \(path) needs the receive (r) or send (w) right", missing: missing)
+            return node.isBound ? () : drop(node)
+        }
+        guard members.count < options.maxNodes else {
+            fail(node, .busFull, "bus \(path) is full (\(options.maxNodes) nodes)")
+            return node.isBound ? () : drop(node)
+        }
+        let queue = options.effectiveQueueLength
+        let outboxCapacity = max(queue, 64)
+        let inline = options.inlineCapacity
+        do {
+            let inboxMemory = try SharedMemory(creating: "ipn-inbox", size: MessageRing.byteSize(capacity: queue, inlineCapacity: inline))
+            let outboxMemory = try SharedMemory(creating: "ipn-outbox", size: MessageRing.byteSize(capacity: outboxCapacity, inlineCapacity: inline))
+            let wake = try Sys.newEventFD()
+            node.inboxMemory = inboxMemory
+            node.outboxMemory = outboxMemory
+            node.inbox = MessageRing(base: inboxMemory.base, capacity: queue, inlineCapacity: inline)
+            node.outbox = MessageRing(base: outboxMemory.base, capacity: outboxCapacity, inlineCapacity: inline)
+            node.wakeFD = wake
+        } catch {
+            fail(node, .badRequest, "the host could not allocate the node's rings: \(error)")
+            return drop(node)
+        }
+        node.rights = rights
+        node.canReceive = canReceive
+        node.canSend = canSend
+        node.wantMembership = membership
+        if !description.isEmpty { node.description = String(description.utf8.prefix(128)) ?? "" }
+        guard policy.nodeJoined(node.policyNode) else {
+            fail(node, .busFull, "the \(options.policy) policy refused the node")
+            return drop(node)
+        }
+        node.joined = true
+        everHadMember = true
+        members.append(node)
+        rebuildReceivers()
+        let welcome = ControlMessage.Welcome(node: node.id, rights: rights, canReceive: canReceive, canSend: canSend, joined: true,
+                                             options: options, queueLength: queue, inlineCapacity: inline)
+        _ = try? node.control.send(.welcome(welcome),
+                                   fds: [node.inboxMemory!.fd, node.outboxMemory!.fd, node.wakeFD, doorbellFD])
+        announceMembership()
+    }
+
+    private func adoptPool(_ node: HostNode, fd: Int32, size: Int) {
+        do {
+            let memory = try SharedMemory(adopting: fd, writable: true, expectedMinimum: SenderPool.headerSize + 4096,
+                                          requireSealed: true)
+            let ro = try Sys.reopenReadOnly(memory.fd)
+            node.poolMemory = memory
+            node.pool = SenderPool(base: memory.base, totalSize: memory.size)
+            node.poolReadOnlyFD = ro
+            node.poolDrainedEnd = node.pool!.reclaimed.load(ordering: .relaxed)
+            _ = try? node.control.send(.done, nonBlocking: true)
+        } catch {
+            fail(node, .badRequest, "pool rejected: \(error)")
+            drop(node)
+        }
+    }
+
+    /// Removes a connection; the node leaves the bus (IPN predelport/delport) and its memory is freed.
+    private func drop(_ node: HostNode) {
+        guard connections.removeValue(forKey: node.id) != nil else { return }
+        _ = ipn_epoll_remove(epollFD, node.control.fd)
+        if node.joined {
+            node.joined = false
+            policy.nodeLeft(node.policyNode)
+            members.removeAll { $0 === node }
+            rebuildReceivers()
+            if node.pool != nil {
+                for m in members where m.knownPools.remove(node.id) != nil {
+                    _ = try? m.control.send(.poolRetired(sender: node.id, after: m.inboxWrite), nonBlocking: true)
+                }
+            }
+            announceMembership()
+        }
+        let wasMember = node.isMember || node.isBound
+        node.close()
+        if wasMember, !options.persistent, !connections.values.contains(where: { $0.isMember }) {
+            terminating = true
+        }
+    }
+
+    private func rebuildReceivers() {
+        recipients.receivers = members.filter { $0.canReceive }.map(\.id)
+    }
+
+    private func announceMembership() {
+        let readers = members.filter(\.canReceive).count
+        let writers = members.filter(\.canSend).count
+        for m in members where m.wantMembership {
+            _ = try? m.control.send(.membership(readers: readers, writers: writers), nonBlocking: true)
+        }
+    }
+
+    /// Ends the bus: tells every node, removes the bus file if it is still ours, closes everything.
+    private func shutdownBus(reason: String) {
+        for node in connections.values {
+            _ = try? node.control.send(.closing(reason: reason), nonBlocking: true)
+            node.close()
+        }
+        connections.removeAll()
+        members.removeAll()
+        if case .socket(let a, _, _, _) = try? BusAddress.lookup(path), a.device == device, a.inode == inode {
+            unlink(path)
+        }
+        Sys.close(listenFD)
+        Sys.close(pathFD)
+    }
+
+    func status() -> BusStatus {
+        BusStatus(path: path, policy: options.policy, options: options, hostPID: getpid(),
+                  uptimeSeconds: Double(ipn_monotonic_ns() - started) / 1e9,
+                  readers: members.filter(\.canReceive).count, writers: members.filter(\.canSend).count,
+                  nodes: connections.values.filter(\.isMember).sorted { $0.id < $1.id }.map { $0.status() },
+                  policyStatistics: policy.statistics)
+    }
+
+    // MARK: the data path
+
+    /// One pass over every sender's outbox. Returns true when work is left (do not sleep).
+    private func forwardMessages() -> Bool {
+        var moreWork = false
+        for sender in members where sender.canSend || sender.outbox != nil {
+            if forward(from: sender) { moreWork = true }
+        }
+        for receiver in members where receiver.inboxWrite != receiver.inboxPublished {
+            if receiver.inbox!.publish(from: receiver.inboxPublished, to: receiver.inboxWrite) {
+                _ = ipn_eventfd_signal(receiver.wakeFD)
+            }
+            receiver.inboxPublished = receiver.inboxWrite
+        }
+        if options.lossless { updatePoolReleases() }
+        // A node found corrupt during the pass is dropped now, outside the loops.
+        for node in pendingDrops { fail(node, .badRequest, "ring cursors corrupted"); drop(node) }
+        pendingDrops.removeAll()
+        return moreWork
+    }
+
+    private var pendingDrops: [HostNode] = []
+
+    /// Drains up to `batch` messages of one sender. Returns true if more are waiting.
+    private func forward(from sender: HostNode) -> Bool {
+        guard let outbox = sender.outbox else { return false }
+        var read = sender.outboxRead
+        guard let available = outbox.available(consumerRead: read) else {
+            pendingDrops.append(sender)
+            return false
+        }
+        if available == 0 { return false }
+        let mtu = options.mtu
+        let inlineCapacity = options.inlineCapacity
+        var taken = 0
+        sender.heldBack = false
+        while taken < min(available, Self.batch) {
+            let slot = outbox.slot(read)
+            guard sender.canSend, let header = SlotHeader(at: slot), Int(header.length) <= mtu else {
+                sender.rejected += 1
+                read += 1; taken += 1
+                continue
+            }
+            let length = Int(header.length)
+            let bytes: UnsafeRawBufferPointer
+            switch header.kind {
+            case .inline:
+                guard length <= inlineCapacity else { sender.rejected += 1; read += 1; taken += 1; continue }
+                bytes = UnsafeRawBufferPointer(start: slot + SlotHeader.size, count: length)
+            case .pool:
+                guard let pool = sender.pool, pool.isValid(position: header.poolPosition, length: length) else {
+                    sender.rejected += 1; read += 1; taken += 1; continue
+                }
+                bytes = UnsafeRawBufferPointer(start: pool.bytes(at: header.poolPosition, length: length), count: length)
+            }
+            recipients.reset()
+            if case .reject = policy.route(PolicyMessage(sender: sender.id, bytes: bytes), into: &recipients) {
+                sender.rejected += 1; read += 1; taken += 1
+                continue
+            }
+            if options.lossless && !allHaveRoom(recipients) {
+                sender.heldBack = true
+                break
+            }
+            for i in 0..<recipients.count {
+                guard let receiver = connections[recipients.ids[i]] else { continue }
+                deliver(header, bytes: bytes, from: sender, to: receiver)
+            }
+            if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition + UInt64(length) }
+            sender.sentMessages += 1
+            sender.sentBytes += UInt64(length)
+            read += 1; taken += 1
+        }
+        if read != sender.outboxRead {
+            sender.outboxRead = read
+            if outbox.release(to: read) { _ = ipn_eventfd_signal(sender.wakeFD) }
+        }
+        return !sender.heldBack && available > taken
+    }
+
+    /// Lossless: every recipient must have a free inbox slot; those without one are asked to ring the
+    /// doorbell when they free one.
+    private func allHaveRoom(_ recipients: Recipients) -> Bool {
+        var ok = true
+        for i in 0..<recipients.count {
+            guard let r = connections[recipients.ids[i]], let inbox = r.inbox else { continue }
+            if r.inboxWrite &- r.inboxReadSeen >= UInt64(inbox.capacity) {
+                r.inboxReadSeen = inbox.read.load(ordering: .sequentiallyConsistent)
+                if r.inboxWrite &- r.inboxReadSeen >= UInt64(inbox.capacity) {
+                    if inbox.armProducerWait(producerWrite: r.inboxWrite) {
+                        r.inboxReadSeen = inbox.read.load(ordering: .sequentiallyConsistent)
+                    } else {
+                        ok = false
+                    }
+                }
+            }
+        }
+        return ok
+    }
+
+    @inline(__always)
+    private func deliver(_ header: SlotHeader, bytes: UnsafeRawBufferPointer, from sender: HostNode, to receiver: HostNode) {
+        guard let inbox = receiver.inbox else { return }
+        let capacity = UInt64(inbox.capacity)
+        if receiver.inboxWrite &- receiver.inboxReadSeen >= capacity {
+            let r = inbox.read.load(ordering: .sequentiallyConsistent)
+            guard inbox.validatedOccupancy(write: receiver.inboxWrite, read: r) != nil else {
+                pendingDrops.append(receiver)
+                return
+            }
+            receiver.inboxReadSeen = r
+            if receiver.inboxWrite &- r >= capacity {
+                receiver.dropped += 1
+                receiver.gapPending = true
+                inbox.drops.wrappingIncrement(ordering: .relaxed)
+                return
+            }
+        }
+        if header.kind == .pool && !receiver.knownPools.contains(sender.id) {
+            let sent = (try? receiver.control.send(.poolAvailable(sender: sender.id, size: sender.poolMemory!.size),
+                                                   fds: [sender.poolReadOnlyFD], nonBlocking: true)) ?? false
+            guard sent else {
+                receiver.dropped += 1
+                receiver.gapPending = true
+                return
+            }
+            receiver.knownPools.insert(sender.id)
+        }
+        let slot = inbox.slot(receiver.inboxWrite)
+        SlotHeader(length: header.length, kind: header.kind, sender: sender.id,
+                   flags: receiver.gapPending ? SlotHeader.flagGap : 0,
+                   sequence: header.sequence, poolPosition: header.poolPosition).store(at: slot)
+        if header.kind == .inline {
+            (slot + SlotHeader.size).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        } else if options.lossless {
+            receiver.poolRefs.append((receiver.inboxWrite, sender.id, header.poolPosition))
+        }
+        receiver.gapPending = false
+        receiver.inboxWrite += 1
+        receiver.deliveredMessages += 1
+        receiver.deliveredBytes += UInt64(bytes.count)
+    }
+
+    /// Lossless buses: tell each sender how far its pool may be reused (nothing queued below it).
+    private func updatePoolReleases() {
+        var oldest: [UInt32: UInt64] = [:]
+        for receiver in members where !receiver.poolRefs.isEmpty {
+            let read = receiver.inbox!.read.load(ordering: .sequentiallyConsistent)
+            while receiver.poolRefsHead < receiver.poolRefs.count, receiver.poolRefs[receiver.poolRefsHead].index < read {
+                receiver.poolRefsHead += 1
+            }
+            if receiver.poolRefsHead == receiver.poolRefs.count {
+                receiver.poolRefs.removeAll(keepingCapacity: true)
+                receiver.poolRefsHead = 0
+                continue
+            }
+            for i in receiver.poolRefsHead..<receiver.poolRefs.count {
+                let ref = receiver.poolRefs[i]
+                oldest[ref.sender] = min(oldest[ref.sender] ?? .max, ref.position)
+            }
+            // Pinned pool space: ask this receiver to ring when it consumes.
+            receiver.inbox!.producerWaiting.store(1, ordering: .sequentiallyConsistent)
+        }
+        for sender in members {
+            guard let pool = sender.pool else { continue }
+            let released = oldest[sender.id] ?? sender.poolDrainedEnd
+            if pool.released.load(ordering: .relaxed) != released {
+                pool.released.store(released, ordering: .sequentiallyConsistent)
+                if pool.senderWaiting.exchange(0, ordering: .sequentiallyConsistent) != 0 {
+                    _ = ipn_eventfd_signal(sender.wakeFD)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+/// A node as a delivery policy sees it.
+public struct PolicyNode: Sendable, Hashable {
+    public let id: UInt32
+    public let canReceive: Bool
+    public let canSend: Bool
+}
+
+/// One message offered to a policy: its sender and its bytes (readable only during `route`).
+public struct PolicyMessage {
+    public let sender: UInt32
+    public let bytes: UnsafeRawBufferPointer
+}
+
+/// Where a message goes: filled by a policy, read by the host. Preallocated and reused, so routing
+/// allocates nothing.
+public struct Recipients {
+    public private(set) var ids: [UInt32]
+    public private(set) var count = 0
+    /// Every node that may currently receive, in join order (for flooding).
+    public internal(set) var receivers: [UInt32] = []
+
+    init(capacity: Int) { ids = [UInt32](repeating: 0, count: capacity) }
+
+    mutating func reset() { count = 0 }
+
+    public mutating func add(_ id: UInt32) {
+        guard count < ids.count else { return }
+        ids[count] = id
+        count += 1
+    }
+
+    /// Every receiving node but `sender` (IPN's broadcast).
+    public mutating func addAllReceivers(except sender: UInt32) {
+        for id in receivers where id != sender { add(id) }
+    }
+}
+
+/// What a policy decided about a message.
+public enum RouteVerdict: Equatable, Sendable {
+    case deliver
+    /// The message is malformed for this policy; it is counted against the sender and dropped.
+    case reject(reason: String)
+}
+
+/// A delivery policy: IPN's protocol plug-in (`struct ipn_protocol`) as a Swift protocol.
+///
+/// The host calls the hooks on its one thread, in IPN's order: `nodeJoined` before a node can
+/// receive, `nodeLeft` after it can no longer; `route` for every message (IPN's handlemsg) decides
+/// its recipients; `tick` runs about once a second for aging. Hooks must not block.
+public protocol Policy: AnyObject {
+    /// The name users type (`--policy hub`).
+    static var name: String { get }
+    init(options: BusOptions)
+    /// A node joined the data flow (IPN newport). Return false to refuse it.
+    func nodeJoined(_ node: PolicyNode) -> Bool
+    /// A node left (IPN delport).
+    func nodeLeft(_ node: PolicyNode)
+    /// Decide the recipients of one message (IPN handlemsg).
+    func route(_ message: PolicyMessage, into recipients: inout Recipients) -> RouteVerdict
+    /// Periodic housekeeping; `now` is CLOCK_MONOTONIC in nanoseconds.
+    func tick(now: UInt64)
+    /// Counters and state worth showing in `ipn stat`.
+    var statistics: [String: String] { get }
+}
+
+/// The built-in policies, by name.
+public enum PolicyRegistry {
+    nonisolated(unsafe) private static var registered: [String: any Policy.Type] = [
+        HubPolicy.name: HubPolicy.self,
+        SwitchPolicy.name: SwitchPolicy.self,
+    ]
+
+    public static var names: [String] { registered.keys.sorted() }
+
+    /// Adds a policy (call before a host starts; the host is single-threaded).
+    public static func register(_ type: any Policy.Type) { registered[type.name] = type }
+
+    public static func make(_ name: String, options: BusOptions) throws(IPNError) -> any Policy {
+        guard let t = registered[name] else { throw .unknownPolicy(name) }
+        return t.init(options: options)
+    }
+}

@@ -1,0 +1,70 @@
+import CIPNSys
+import Glibc
+
+/// A memfd mapping shared between processes: rings and pools live in these.
+///
+/// Owns its descriptor and mapping; both are released in `deinit`. A mapping made from a read-only
+/// descriptor is PROT_READ and cannot be made writable by its holder.
+final class SharedMemory: @unchecked Sendable {
+    let fd: Int32
+    let size: Int
+    let base: UnsafeMutableRawPointer
+    let writable: Bool
+
+    /// Creates a new sealed-size memfd of `size` bytes, mapped read-write.
+    init(creating name: String, size: Int) throws(IPNError) {
+        let fd = try Sys.check("memfd_create", ipn_memfd(name))
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let e = Sys.lastErrno
+            Sys.close(fd)
+            throw .system(call: "ftruncate", errno: e)
+        }
+        // Nobody may shrink it under a reader's feet (SIGBUS) or grow it.
+        _ = ipn_add_seals(fd, Int32(IPN_SEAL_SHRINK | IPN_SEAL_GROW | IPN_SEAL_SEAL))
+        do {
+            self.base = try Self.map(fd: fd, size: size, writable: true)
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        self.fd = fd
+        self.size = size
+        self.writable = true
+    }
+
+    /// Maps a received descriptor. The size comes from fstat, never from the peer.
+    /// Takes ownership of `fd`. With `requireSealed`, the memfd must be sealed against shrinking.
+    init(adopting fd: Int32, writable: Bool, expectedMinimum: Int, requireSealed: Bool) throws(IPNError) {
+        do throws(IPNError) {
+            let size = try Sys.fileSize(fd)
+            guard size >= expectedMinimum, size > 0 else {
+                throw IPNError.protocolViolation("shared memory of \(size) bytes is smaller than the \(expectedMinimum) announced")
+            }
+            if requireSealed {
+                let seals = ipn_get_seals(fd)
+                guard seals >= 0, seals & Int32(IPN_SEAL_SHRINK) != 0 else {
+                    throw IPNError.protocolViolation("shared memory is not sealed against shrinking")
+                }
+            }
+            self.base = try Self.map(fd: fd, size: size, writable: writable)
+            self.size = size
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        self.fd = fd
+        self.writable = writable
+    }
+
+    private static func map(fd: Int32, size: Int, writable: Bool) throws(IPNError) -> UnsafeMutableRawPointer {
+        let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
+        let p = mmap(nil, size, prot, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else { throw .system(call: "mmap", errno: Sys.lastErrno) }
+        return p
+    }
+
+    deinit {
+        munmap(base, size)
+        Sys.close(fd)
+    }
+}

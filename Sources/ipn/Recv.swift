@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+
+struct Recv: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Receive messages from a bus and print them.",
+        discussion: """
+            Each message prints as one line: text as is, or hex with --hex. --summary prints one JSON line \
+            at the end with counts, sequence gaps per sender and drops, for scripts and tests.
+            """)
+
+    @Argument(help: "Path of the bus.") var path: String
+    @Option(help: "Stop after this many messages.") var count: Int?
+    @Option(help: "Stop after this many seconds without a message.") var timeout: Double?
+    @Flag(help: "Print messages as hex.") var hex = false
+    @Flag(help: "Do not print the messages.") var quiet = false
+    @Flag(help: "Print a JSON summary at the end.") var summary = false
+    @Flag(help: "Also print membership changes (readers/writers).") var membership = false
+    @Option(help: "Node description shown by `ipn stat`.") var description = "ipn recv"
+
+    struct Summary: Codable {
+        var messages = 0
+        var bytes = 0
+        var senders = 0
+        /// Messages missing between consecutive sequence numbers of a sender.
+        var sequenceGaps: UInt64 = 0
+        var outOfOrder = 0
+        var droppedByHost: UInt64 = 0
+        var lapped: UInt64 = 0
+        var firstSequence: UInt64?
+        var lastSequence: UInt64?
+    }
+
+    func run() throws {
+        let socket = IPNSocket()
+        socket.description = description
+        socket.wantsMembership = membership
+        var s = Summary()
+        var last: [UInt32: UInt64] = [:]
+        do {
+            try socket.shutdown(.write)
+            try socket.connect(path)
+            if summary { FileHandle.standardError.write(Data("ipn recv: joined \(path) as node \(socket.nodeID ?? 0)\n".utf8)) }
+            while count.map({ s.messages < $0 }) ?? true {
+                guard let m = try socket.receive(timeout: timeout) else { break }
+                if case .membership(let r, let w) = m.kind {
+                    print("membership: \(r) readers, \(w) writers")
+                    continue
+                }
+                s.messages += 1
+                s.bytes += m.bytes.count
+                if let prev = last[m.sender] {
+                    if m.sequence > prev { s.sequenceGaps += m.sequence - prev - 1 } else { s.outOfOrder += 1 }
+                }
+                last[m.sender] = m.sequence
+                if s.firstSequence == nil { s.firstSequence = m.sequence }
+                s.lastSequence = m.sequence
+                if !quiet {
+                    if hex { print(m.bytes.map { String(format: "%02x", $0) }.joined()) } else { print(String(decoding: m.bytes, as: UTF8.self)) }
+                }
+            }
+        } catch {
+            if summary { emit(&s, socket, last.count) }
+            throw fail(error)
+        }
+        if summary { emit(&s, socket, last.count) }
+    }
+
+    private func emit(_ s: inout Summary, _ socket: IPNSocket, _ senders: Int) {
+        s.senders = senders
+        s.droppedByHost = socket.droppedByHost
+        s.lapped = socket.lapped
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        print(String(decoding: (try? encoder.encode(s)) ?? Data(), as: UTF8.self))
+    }
+}
