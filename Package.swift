@@ -47,7 +47,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "IPNTestSupport",
-            dependencies: ["IPNBus", .product(name: "Subprocess", package: "swift-subprocess")],
+            dependencies: ["IPNBus", .product(name: "Subprocess", package: "swift-subprocess"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
         .testTarget(
             name: "IPNBusTests",

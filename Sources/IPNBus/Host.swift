@@ -314,6 +314,7 @@ public final class Host {
     /// Removes a connection; the node leaves the bus (IPN predelport/delport) and its memory is freed.
     private func drop(_ node: HostNode) {
         guard connections.removeValue(forKey: node.id) != nil else { return }
+        let wasMember = node.isMember
         _ = ipn_epoll_remove(epollFD, node.control.fd)
         if node.joined {
             node.joined = false
@@ -327,7 +328,6 @@ public final class Host {
             }
             announceMembership()
         }
-        let wasMember = node.isMember || node.isBound
         node.close()
         if wasMember, !options.persistent, !connections.values.contains(where: { $0.isMember }) {
             terminating = true

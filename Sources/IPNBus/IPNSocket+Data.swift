@@ -141,7 +141,8 @@ extension IPNSocket {
             if includeEvents && !events.isEmpty { return .event(events.removeFirst()) }
             guard isConnected, let inbox else { throw closedReason != nil ? .busGone(path: path ?? "") : .notConnected }
             if !canReceive && inboxRead == inboxWriteSeen && (inbox.available(consumerRead: inboxRead) ?? 0) == 0 {
-                throw .shutDown(direction: "receive")
+                // Like IPN's OOB, membership notices still reach a node that shut its read side.
+                guard includeEvents && wantsMembership else { throw .shutDown(direction: "receive") }
             }
             if inboxRead == inboxWriteSeen {
                 guard let available = inbox.available(consumerRead: inboxRead) else {

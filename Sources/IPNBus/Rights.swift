@@ -25,10 +25,10 @@ public struct Rights: OptionSet, Sendable, Hashable, CustomStringConvertible, Co
     ///
     /// Same rule as the kernel's permission check on the socket inode: the owner class if the uid
     /// matches, else the group class if any of the groups matches, else other. Root may receive and
-    /// send always and manage when any `x` bit is set (as CAP_DAC_OVERRIDE does for exec).
+    /// send and manage always (it could unlink the bus file anyway).
     public static func granted(mode: UInt32, owner: UInt32, group: UInt32, uid: UInt32, gids: [UInt32]) -> Rights {
         if uid == 0 {
-            return mode & 0o111 != 0 ? .all : [.receive, .send]
+            return .all
         }
         let bits: UInt32
         if uid == owner { bits = (mode >> 6) & 7 } else if gids.contains(group) { bits = (mode >> 3) & 7 } else { bits = mode & 7 }

@@ -18,6 +18,8 @@ struct Recv: ParsableCommand {
     @Flag(help: "Print a JSON summary at the end.") var summary = false
     @Flag(help: "Also print membership changes (readers/writers).") var membership = false
     @Option(help: "Node description shown by `ipn stat`.") var description = "ipn recv"
+    @Flag(help: "Join receive-only (not counted as a writer). By default the node joins with every right the bus file grants.")
+    var receiveOnly = false
 
     struct Summary: Codable {
         var messages = 0
@@ -39,7 +41,7 @@ struct Recv: ParsableCommand {
         var s = Summary()
         var last: [UInt32: UInt64] = [:]
         do {
-            try socket.shutdown(.write)
+            if receiveOnly { try socket.shutdown(.write) }
             try socket.connect(path)
             if summary { FileHandle.standardError.write(Data("ipn recv: joined \(path) as node \(socket.nodeID ?? 0)\n".utf8)) }
             while count.map({ s.messages < $0 }) ?? true {
