@@ -317,6 +317,12 @@ public final class Host {
         let wasMember = node.isMember
         _ = ipn_epoll_remove(epollFD, node.control.fd)
         if node.joined {
+            // What the node published before it left is delivered: leaving loses nothing.
+            if node.canSend, !options.lossless {
+                var rounds = 0
+                while forward(from: node), rounds < 1024 { rounds += 1 }
+                publishInboxes()
+            }
             node.joined = false
             policy.nodeLeft(node.policyNode)
             members.removeAll { $0 === node }
@@ -377,12 +383,7 @@ public final class Host {
         for sender in members where sender.canSend || sender.outbox != nil {
             if forward(from: sender) { moreWork = true }
         }
-        for receiver in members where receiver.inboxWrite != receiver.inboxPublished {
-            if receiver.inbox!.publish(from: receiver.inboxPublished, to: receiver.inboxWrite) {
-                _ = ipn_eventfd_signal(receiver.wakeFD)
-            }
-            receiver.inboxPublished = receiver.inboxWrite
-        }
+        publishInboxes()
         if options.lossless { updatePoolReleases() }
         // A node found corrupt during the pass is dropped now, outside the loops.
         for node in pendingDrops { fail(node, .badRequest, "ring cursors corrupted"); drop(node) }
@@ -391,6 +392,16 @@ public final class Host {
     }
 
     private var pendingDrops: [HostNode] = []
+
+    /// Makes what this pass wrote into inboxes visible, waking receivers whose inbox was empty.
+    private func publishInboxes() {
+        for receiver in members where receiver.inboxWrite != receiver.inboxPublished {
+            if receiver.inbox!.publish(from: receiver.inboxPublished, to: receiver.inboxWrite) {
+                _ = ipn_eventfd_signal(receiver.wakeFD)
+            }
+            receiver.inboxPublished = receiver.inboxWrite
+        }
+    }
 
     /// Drains up to `batch` messages of one sender. Returns true if more are waiting.
     private func forward(from sender: HostNode) -> Bool {

@@ -1,0 +1,105 @@
+import Foundation
+import Glibc
+import IPNTestSupport
+import XCTest
+@testable import IPNBus
+
+/// A slow receiver loses messages (counted) on a lossy bus and holds senders back on a lossless one.
+final class SlowReceiverTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
+    override func tearDown() { TestSupport.removeDirectory(dir) }
+
+    func testStoppedReceiverNeitherSlowsTheSenderNorOtherReceivers() async throws {
+        let path = dir + "/bus"
+        let manager = IPNSocket(policy: "hub")
+        manager.options.queueLength = 256
+        try manager.bind(path)
+        let count = 3000
+        let (stoppedSummary, healthy) = try await TestSupport.with("ipn", ["recv", path, "--count", "\(count)", "--quiet", "--summary", "--timeout", "20"]) { _ in
+            let (_, stopped) = try await TestSupport.with("ipn", ["recv", path, "--quiet", "--summary", "--timeout", "1"]) { stoppedPID in
+                XCTAssertTrue(TestSupport.eventually { (try? Bus.status(path).readers) == 2 })
+                kill(stoppedPID, SIGSTOP)
+                // Paced well below what the healthy receiver sustains; a held-back sender would never finish.
+                let send = try await TestSupport.run("ipn", ["send", path, "--size", "200", "--count", "\(count)", "--rate", "4000"])
+                XCTAssertEqual(send.exitCode, 0, "\(send)")
+                let status = try Bus.status(path)
+                let stoppedNode = try XCTUnwrap(status.nodes.first { $0.pid == stoppedPID })
+                XCTAssertEqual(stoppedNode.dropped, UInt64(count - 256), "every message the stopped node could not hold is counted")
+                XCTAssertEqual(stoppedNode.queued, 256)
+                kill(stoppedPID, SIGCONT)
+                return ((), false)
+            }
+            return (TestSupport.summary(stopped) ?? [:], false)
+        }
+        let h = try XCTUnwrap(TestSupport.summary(healthy), "\(healthy)")
+        XCTAssertEqual(h["messages"], count, "the other receiver got everything")
+        XCTAssertEqual(h["sequenceGaps"], 0)
+        XCTAssertEqual(stoppedSummary["messages"], 256, "after SIGCONT the stopped one resumes with what its queue held")
+        XCTAssertEqual(stoppedSummary["droppedByHost"], count - 256)
+    }
+
+    func testLosslessBusHoldsTheSenderBackInsteadOfDropping() throws {
+        let path = dir + "/bus"
+        let receiver = IPNSocket(policy: "hub")
+        receiver.options.lossless = true
+        receiver.options.queueLength = 8
+        try receiver.bind(path)
+        try receiver.connect()
+        let sender = IPNSocket()
+        try sender.connect(path)
+        var accepted = 0
+        var refusals = 0
+        while refusals < 20 && accepted < 10_000 {  // retry a while: the host drains the outbox meanwhile
+            do {
+                try sender.send([UInt8(accepted & 0xff)], nonBlocking: true)
+                accepted += 1
+            } catch {
+                XCTAssertEqual(error as? IPNError, .wouldBlock)
+                refusals += 1
+                usleep(20_000)
+            }
+        }
+        XCTAssertEqual(accepted, 8 + 64, "the receiver's queue and the sender's outbox fill, then the sender is held")
+        // A blocking sender waits until the receiver catches up, and nothing is lost.
+        nonisolated(unsafe) let s = sender
+        let done = DispatchSemaphore(value: 0)
+        let first = accepted
+        Thread.detachNewThread {
+            for i in first..<(first + 500) { try? s.send([UInt8(i & 0xff)]) }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 0.3), .timedOut, "the blocking sender is held back")
+        for i in 0..<(accepted + 500) {
+            let m = try XCTUnwrap(try receiver.receive(timeout: 10), "message \(i)")
+            XCTAssertEqual(m.bytes, [UInt8(i & 0xff)])
+            XCTAssertFalse(m.afterGap)
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(try receiver.status().nodes.map(\.dropped).reduce(0, +), 0)
+    }
+
+    func testLosslessPoolIsNotReusedBeforeEveryoneRead() throws {
+        let path = dir + "/bus"
+        let receiver = IPNSocket(policy: "hub")
+        receiver.options.lossless = true
+        receiver.options.mtu = 1 << 20
+        receiver.options.poolBytes = 3 << 20
+        try receiver.bind(path)
+        try receiver.connect()
+        let sender = IPNSocket()
+        try sender.connect(path)
+        nonisolated(unsafe) let s = sender
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            for i in 0..<40 { try? s.send(length: 1 << 20) { $0.initializeMemory(as: UInt8.self, repeating: UInt8(i)) } }
+            done.signal()
+        }
+        for i in 0..<40 {
+            let ok = try receiver.withNextMessage(timeout: 10) { v in v.bytes.count == 1 << 20 && v.bytes.allSatisfy { $0 == UInt8(i) } }
+            XCTAssertEqual(ok, true, "message \(i) intact")
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(receiver.lapped, 0)
+    }
+}
