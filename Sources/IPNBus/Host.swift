@@ -39,6 +39,7 @@ public final class Host {
     static let tokenBase: UInt64 = 16
     static let batch = 256
     static let startupGrace: UInt64 = 10_000_000_000
+    static let helloTimeout: UInt64 = 5_000_000_000
 
     public init(path: String, options: BusOptions, creatorToken: String?) throws(IPNError) {
         try options.validate()
@@ -92,6 +93,8 @@ public final class Host {
             if now &- lastTick >= 1_000_000_000 {
                 lastTick = now
                 policy.tick(now: now)
+                // A client that connects and never says hello does not hold a connection forever.
+                for node in connections.values where !node.greeted && now - node.acceptedAt > Self.helloTimeout { drop(node) }
                 if !everHadMember && !options.persistent && now - started > Self.startupGrace { break }
             }
             let n = ipn_epoll_wait(epollFD, &tokens, 64, moreWork ? 0 : 1000)

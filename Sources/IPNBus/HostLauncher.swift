@@ -35,7 +35,7 @@ enum HostLauncher {
         var pipeFDs: [Int32] = [-1, -1]
         guard ipn_pipe_cloexec(&pipeFDs) == 0 else { throw .system(call: "pipe2", errno: Sys.lastErrno) }
         let optionsJSON = String(decoding: (try? JSONEncoder().encode(options)) ?? Data(), as: UTF8.self)
-        let argv = [exe, path, optionsJSON]
+        let argv = [exe, "--detach", path, optionsJSON]
         var env = ProcessInfo.processInfo.environment
         env[tokenVariable] = token
         let envStrings = env.map { "\($0.key)=\($0.value)" }
@@ -53,12 +53,12 @@ enum HostLauncher {
             break
         }
         var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)  // the detaching parent; the host itself is not our child
         let line = String(decoding: report, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         switch line {
         case "ok": return .started(token: token)
-        case "exists": _ = waitpid(pid, &status, 0); return .alreadyExists
+        case "exists": return .alreadyExists
         default:
-            _ = waitpid(pid, &status, 0)
             let reason = line.hasPrefix("error: ") ? String(line.dropFirst(7)) : "the host exited without a report"
             throw .hostFailed(path: path, reason: reason)
         }
@@ -74,6 +74,21 @@ enum HostLauncher {
         }
         defer { if fd >= 0 { flock(fd, LOCK_UN); Sys.close(fd) } }
         return try body()
+    }
+}
+
+/// Used by the ipn-host executable to put the real host one process further away.
+public enum HostProcess {
+    public static func spawnDetached(arguments: [String]) -> Bool {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, Int(PATH_MAX))
+        guard n > 0 else { return false }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var args = arguments
+        args[0] = exe
+        let envStrings = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        let pid = withCStrings(args) { a in withCStrings(envStrings) { e in ipn_spawn_detached(exe, a, e, 3) } }
+        return pid > 0
     }
 }
 

@@ -1,3 +1,4 @@
+import CIPNSys
 import Glibc
 
 /// The host's view of one connection: a node on the bus, a manager (bound), or a passing client
@@ -11,6 +12,7 @@ final class HostNode {
     let groups: [UInt32]
 
     var greeted = false
+    let acceptedAt = ipn_monotonic_ns()
     var rights: Rights = []
     var isBound = false
     var joined = false

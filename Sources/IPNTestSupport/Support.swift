@@ -19,7 +19,7 @@ public enum TestSupport {
 
     /// A fresh directory for buses, world-traversable so tests can join as other users.
     public static func makeDirectory(_ name: String = #function) throws -> String {
-        let safe = name.filter { $0.isLetter || $0.isNumber }
+        let safe = String(name.filter { $0.isLetter || $0.isNumber }.suffix(24))
         let dir = "/tmp/ipn-test-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o777)

@@ -12,7 +12,13 @@ func report(_ line: String) {
 }
 
 signal(SIGPIPE, SIG_IGN)
-let arguments = CommandLine.arguments
+var arguments = CommandLine.arguments
+// `ipn-host --detach PATH OPTIONS`: start the real host as a grandchild of the binder and exit at
+// once, so the binder reaps this process and the host is nobody's zombie when it ends.
+if arguments.count == 4 && arguments[1] == "--detach" {
+    arguments.remove(at: 1)
+    exit(HostProcess.spawnDetached(arguments: arguments) ? 0 : 1)
+}
 guard arguments.count == 3, let data = arguments[2].data(using: .utf8),
       let options = try? JSONDecoder().decode(BusOptions.self, from: data) else {
     report("error: ipn-host is started by `bind` (usage: ipn-host PATH OPTIONS-JSON)")

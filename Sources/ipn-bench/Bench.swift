@@ -1,0 +1,280 @@
+import ArgumentParser
+import CIPNSys
+import Foundation
+import Glibc
+import Histogram
+import IPNBus
+
+/// ipn-bench: hub fan-out on a real bus against baselines measured in the same run.
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ipn-bench",
+        abstract: "Measure IPN bus fan-out against a naive AF_UNIX relay and memcpy, in one run.",
+        discussion: """
+            For hub fan-out to N = 1, 2, 4, 8 receivers and messages of 64 B, 1500 B, 64 KiB and 4 MiB it prints \
+            messages/s per receiver, delivered MB/s, sender CPU per message and (paced at a fixed rate) \
+            publish→receive latency p50/p99; then the same for a naive SOCK_SEQPACKET relay and single-thread \
+            memcpy bandwidth, and the ratios. Absolute numbers drift between runs; ratios from one run compare.
+            """)
+
+    @Flag(help: "Fewer messages per case (a smoke run).") var quick = false
+    @Option(help: "Receiver counts, comma separated.") var receivers = "1,2,4,8"
+    @Option(help: "Message sizes in bytes, comma separated.") var sizes = "64,1500,65536,4194304"
+
+    func run() throws {
+        let ns = receivers.split(separator: ",").compactMap { Int($0) }
+        let ss = sizes.split(separator: ",").compactMap { Int($0) }
+        printMachine()
+        let memcpyMBs = measureMemcpy()
+        print(String(format: "memcpy (single thread, 64 MiB buffers): %.0f MB/s", memcpyMBs))
+        print("")
+        print("hub fan-out through an IPN bus (saturated; latency paced separately)")
+        print("   N       size     msg/s/recv   deliv MB/s  send CPU/msg   drops    p50 µs   p99 µs   vs relay  vs memcpy")
+        var results: [String: Throughput] = [:]
+        for size in ss {
+            for n in ns {
+                let count = messageCount(size)
+                let t = try measureBus(receivers: n, size: size, count: count)
+                let lat = try measureBusLatency(receivers: n, size: size)
+                results["\(n)/\(size)"] = t
+                let relay = size <= 65536 ? measureRelay(receivers: n, size: size, count: count) : nil
+                let relayRatio = relay.map { String(format: "%7.2fx", t.perReceiver / $0.perReceiver) } ?? "    n/a"
+                print(String(format: "  %2d %10d %14.0f %12.1f %11.2f µs %7llu %9.1f %8.1f  %@  %7.3fx",
+                             n, size, t.perReceiver, t.deliveredMBs, t.senderCPUPerMessage / 1000, t.drops,
+                             lat.p50, lat.p99, relayRatio, t.deliveredMBs / memcpyMBs))
+            }
+        }
+        print("")
+        print("naive AF_UNIX SOCK_SEQPACKET relay (one relay thread copies each message to each receiver)")
+        print("   N       size     msg/s/recv   deliv MB/s  send CPU/msg")
+        for size in ss where size <= 65536 {
+            for n in ns {
+                let r = measureRelay(receivers: n, size: size, count: messageCount(size))
+                print(String(format: "  %2d %10d %14.0f %12.1f %11.2f µs", n, size, r.perReceiver, r.deliveredMBs, r.senderCPUPerMessage / 1000))
+            }
+        }
+        print("")
+        print("targets")
+        if let one = results["1/4194304"], let eight = results["8/4194304"] {
+            print(String(format: "  sender CPU per 4 MiB message, 8 receivers / 1 receiver: %.2f (target <= 1.2)",
+                         eight.senderCPUPerMessage / one.senderCPUPerMessage))
+        }
+        if ns.contains(3) == false, ss.contains(1500) {
+            let bus = try measureBus(receivers: 3, size: 1500, count: messageCount(1500))
+            let relay = measureRelay(receivers: 3, size: 1500, count: messageCount(1500))
+            print(String(format: "  1500 B hub, 3 receivers: %.0f msg/s per receiver vs relay %.0f: %.2fx (target >= 2), drops %llu",
+                         bus.perReceiver, relay.perReceiver, bus.perReceiver / relay.perReceiver, bus.drops))
+        }
+        let idle = try measureBusLatency(receivers: 1, size: 64)
+        print(String(format: "  publish->receive latency at 1000 msg/s, 64 B: p50 %.1f µs, p99 %.1f µs (target p99 <= 100)", idle.p50, idle.p99))
+    }
+
+    func messageCount(_ size: Int) -> Int {
+        let base: Int
+        switch size {
+        case ...2048: base = 200_000
+        case ...(1 << 20): base = 20_000
+        default: base = 600
+        }
+        return quick ? max(50, base / 20) : base
+    }
+
+    func printMachine() {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        print("machine: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) CPUs, Linux \(release)")
+    }
+}
+
+struct Throughput {
+    var perReceiver: Double
+    var deliveredMBs: Double
+    var senderCPUPerMessage: Double  // ns
+    var drops: UInt64
+}
+
+struct Latency { var p50: Double; var p99: Double }
+
+func measureMemcpy() -> Double {
+    let size = 64 << 20
+    let a = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+    let b = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+    defer { a.deallocate(); b.deallocate() }
+    memset(a, 1, size); memset(b, 2, size)
+    let rounds = 20
+    let start = ipn_monotonic_ns()
+    for _ in 0..<rounds { memcpy(b, a, size) }
+    let seconds = Double(ipn_monotonic_ns() - start) / 1e9
+    return Double(size * rounds) / seconds / 1e6
+}
+
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}
+
+/// A bus in a temporary directory with `receivers` receiving nodes (threads of this process; the
+/// host is its own process, as always).
+func withBus<T>(receivers n: Int, size: Int, queue: Int, _ body: (String, [IPNSocket], IPNSocket) throws -> T) throws -> T {
+    let dir = "/tmp/ipn-bench-\(getpid())"
+    mkdir(dir, 0o755)
+    let path = dir + "/bus"
+    let manager = IPNSocket(policy: "hub")
+    manager.options.mtu = max(1514, size)
+    manager.options.queueLength = queue
+    manager.options.poolBytes = max(64 << 20, size * 16)
+    try manager.bind(path)
+    defer { manager.close(); rmdir(dir) }
+    let rs = try (0..<n).map { _ -> IPNSocket in
+        let r = IPNSocket()
+        try r.shutdown(.write)
+        try r.connect(path)
+        return r
+    }
+    let sender = IPNSocket()
+    try sender.shutdown(.read)
+    try sender.connect(path)
+    defer { sender.close(); rs.forEach { $0.close() } }
+    return try body(path, rs, sender)
+}
+
+func fill(_ b: UnsafeMutableRawBufferPointer, stamp: UInt64) {
+    if b.count > 8 { memset(b.baseAddress! + 8, 0x5a, b.count - 8) }
+    b.storeBytes(of: stamp, as: UInt64.self)
+}
+
+func measureBus(receivers n: Int, size: Int, count: Int) throws -> Throughput {
+    try withBus(receivers: n, size: size, queue: 256) { _, rs, sender in
+        let done = DispatchGroup()
+        let received = Box([Int](repeating: 0, count: n))
+        let endMarker = UInt64.max
+        for (i, r) in rs.enumerated() {
+            nonisolated(unsafe) let r = r
+            done.enter()
+            Thread.detachNewThread {
+                var got = 0
+                while true {
+                    let stamp = (try? r.withNextMessage(timeout: 2) { v in v.bytes.load(as: UInt64.self) }) ?? nil
+                    guard let stamp, stamp != endMarker else { break }
+                    got += 1
+                }
+                received.value[i] = got
+                done.leave()
+            }
+        }
+        let cpu0 = ipn_thread_cpu_ns()
+        let start = ipn_monotonic_ns()
+        for i in 0..<count { try sender.send(length: size) { fill($0, stamp: UInt64(i)) } }
+        let cpu = Double(ipn_thread_cpu_ns() - cpu0)
+        for _ in 0..<2 { try sender.send(length: size) { fill($0, stamp: endMarker) } }
+        done.wait()
+        let seconds = Double(ipn_monotonic_ns() - start) / 1e9
+        let total = received.value.reduce(0, +)
+        let drops = rs.reduce(UInt64(0)) { $0 + $1.droppedByHost + $1.lapped }
+        return Throughput(perReceiver: Double(total) / Double(n) / seconds,
+                          deliveredMBs: Double(total) * Double(size) / seconds / 1e6,
+                          senderCPUPerMessage: cpu / Double(count), drops: drops)
+    }
+}
+
+func measureBusLatency(receivers n: Int, size: Int) throws -> Latency {
+    let rate = size >= (1 << 20) ? 100 : 1000
+    let count = size >= (1 << 20) ? 100 : 1000
+    return try withBus(receivers: n, size: size, queue: 256) { _, rs, sender in
+        let histogram = Box(Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three))
+        let lock = NSLock()
+        let done = DispatchGroup()
+        for r in rs {
+            nonisolated(unsafe) let r = r
+            done.enter()
+            Thread.detachNewThread {
+                var local: [UInt64] = []
+                local.reserveCapacity(count)
+                while local.count < count {
+                    guard let stamp = (try? r.withNextMessage(timeout: 2) { v in v.bytes.load(as: UInt64.self) }) ?? nil else { break }
+                    local.append(ipn_monotonic_ns() &- stamp)
+                }
+                lock.withLock { for l in local { histogram.value.record(l) } }
+                done.leave()
+            }
+        }
+        let interval = 1_000_000_000 / UInt64(rate)
+        var due = ipn_monotonic_ns()
+        for _ in 0..<count {
+            due += interval
+            while ipn_monotonic_ns() < due { usleep(UInt32(min(200, (due - ipn_monotonic_ns()) / 1000 + 1))) }
+            try sender.send(length: size) { b in
+                if b.count > 8 { memset(b.baseAddress! + 8, 0x5a, b.count - 8) }
+                b.storeBytes(of: ipn_monotonic_ns(), as: UInt64.self)
+            }
+        }
+        done.wait()
+        return Latency(p50: Double(histogram.value.valueAtPercentile(50)) / 1000,
+                       p99: Double(histogram.value.valueAtPercentile(99)) / 1000)
+    }
+}
+
+/// The naive relay: sender → relay thread over SOCK_SEQPACKET, relay → each receiver over its own.
+func measureRelay(receivers n: Int, size: Int, count: Int) -> Throughput {
+    func pair() -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &fds)
+        _ = ipn_set_buffer_sizes(fds[0], 4 << 20)
+        _ = ipn_set_buffer_sizes(fds[1], 4 << 20)
+        return (fds[0], fds[1])
+    }
+    let (senderEnd, relayIn) = pair()
+    let outs = (0..<n).map { _ in pair() }
+    let done = DispatchGroup()
+    let received = Box([Int](repeating: 0, count: n))
+    for i in 0..<n {
+        let fd = outs[i].1
+        done.enter()
+        Thread.detachNewThread {
+            var buf = [UInt8](repeating: 0, count: size + 16)
+            var got = 0
+            while true {
+                let r = recv(fd, &buf, buf.count, 0)
+                if r <= 8 { break }
+                got += 1
+            }
+            received.value[i] = got
+            done.leave()
+        }
+    }
+    done.enter()
+    Thread.detachNewThread {
+        var buf = [UInt8](repeating: 0, count: size + 16)
+        while true {
+            let r = recv(relayIn, &buf, buf.count, 0)
+            if r <= 0 { break }
+            for o in outs { _ = send(o.0, buf, r, Int32(MSG_NOSIGNAL)) }
+            if r <= 8 { break }
+        }
+        done.leave()
+    }
+    var msg = [UInt8](repeating: 0x5a, count: size)
+    let cpu0 = ipn_thread_cpu_ns()
+    let start = ipn_monotonic_ns()
+    for i in 0..<count {
+        msg.withUnsafeMutableBytes { b in
+            fill(b, stamp: UInt64(i))
+            _ = send(senderEnd, b.baseAddress, b.count, Int32(MSG_NOSIGNAL))
+        }
+    }
+    let cpu = Double(ipn_thread_cpu_ns() - cpu0)
+    _ = send(senderEnd, [UInt8](repeating: 0, count: 4), 4, Int32(MSG_NOSIGNAL))
+    done.wait()
+    let seconds = Double(ipn_monotonic_ns() - start) / 1e9
+    close(senderEnd); close(relayIn)
+    for o in outs { close(o.0); close(o.1) }
+    let total = received.value.reduce(0, +)
+    return Throughput(perReceiver: Double(total) / Double(n) / seconds,
+                      deliveredMBs: Double(total) * Double(size) / seconds / 1e6,
+                      senderCPUPerMessage: cpu / Double(count), drops: UInt64(count * n - total))
+}
