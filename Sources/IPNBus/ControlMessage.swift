@@ -105,6 +105,7 @@ struct ControlChannel {
         if n < 0 {
             let e = Sys.lastErrno
             if e == .wouldBlock { return false }
+            if e == .connectionReset || e == .brokenPipe { throw .busGone(path: "") }
             throw .system(call: "sendmsg", errno: e)
         }
         return true
@@ -119,13 +120,23 @@ struct ControlChannel {
 
     /// Receives one message (descriptors it carried are the caller's to close).
     func receive(nonBlocking: Bool = false) throws(IPNError) -> Read {
-        var buffer = [UInt8](repeating: 0, count: ControlMessage.maximumSize)
+        // Peek at the datagram's size first: the data path calls this often with nothing queued,
+        // and must not pay for a large buffer each time.
+        var probe: UInt8 = 0
+        let peeked = recv(fd, &probe, 1, Int32(MSG_PEEK | MSG_TRUNC) | (nonBlocking ? Int32(MSG_DONTWAIT) : 0))
+        if peeked < 0 {
+            let e = Sys.lastErrno
+            if e == .wouldBlock { return .wouldBlock }
+            if e == .connectionReset { return .closed }
+            if e != .interrupted { throw .system(call: "recv", errno: e) }
+        }
+        var buffer = [UInt8](repeating: 0, count: min(ControlMessage.maximumSize, max(1, peeked) + 1))
         var fds = [Int32](repeating: -1, count: 8)
         var nfds: Int32 = 0
         var truncated: Int32 = 0
         let n = buffer.withUnsafeMutableBytes { b in
             fds.withUnsafeMutableBufferPointer { f in
-                ipnRecvFDs(fd, b.baseAddress, b.count, f.baseAddress, 8, &nfds, &truncated, nonBlocking ? Int32(MSG_DONTWAIT) : 0)
+                ipnRecvFDs(fd, b.baseAddress, b.count, f.baseAddress, 8, &nfds, &truncated, Int32(MSG_DONTWAIT))
             }
         }
         let received = Array(fds.prefix(Int(nfds)))

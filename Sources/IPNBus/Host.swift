@@ -220,6 +220,7 @@ public final class Host {
                 return drop(node)
             }
             if hello.intent == .remove {
+                removeBusFile()
                 _ = try? node.control.send(.done)
                 drop(node)
                 terminating = true
@@ -340,6 +341,7 @@ public final class Host {
         node.close()
         if wasMember, !options.persistent, !connections.values.contains(where: { $0.isMember }) {
             terminating = true
+            removeBusFile()  // at once, so a binder arriving now creates a new bus instead of joining this one
         }
     }
 
@@ -363,11 +365,16 @@ public final class Host {
         }
         connections.removeAll()
         members.removeAll()
+        removeBusFile()
+        Sys.close(listenFD)
+        Sys.close(pathFD)
+    }
+
+    /// Unlinks the bus file if it is still this bus's (never a newer bus at the same path).
+    private func removeBusFile() {
         if case .socket(let a, _, _, _) = try? BusAddress.lookup(path), a.device == device, a.inode == inode {
             unlink(path)
         }
-        Sys.close(listenFD)
-        Sys.close(pathFD)
     }
 
     func status() -> BusStatus {
@@ -460,7 +467,10 @@ public final class Host {
             sender.outboxRead = read
             if outbox.release(to: read) { _ = ipn_eventfd_signal(sender.wakeFD) }
         }
-        return !sender.heldBack && available > taken
+        if sender.heldBack { return false }
+        // Re-read the producer's cursor after publishing ours: a message published meanwhile did not
+        // ring the doorbell (the sender saw a non-empty ring), so this pass must not sleep on it.
+        return (outbox.available(consumerRead: read) ?? 0) > 0
     }
 
     /// Lossless: every recipient must have a free inbox slot; those without one are asked to ring the

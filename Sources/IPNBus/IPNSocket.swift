@@ -206,6 +206,7 @@ public final class IPNSocket: @unchecked Sendable {
         } catch {
             Sys.close(channel.fd)
             control = nil
+            if case .busGone = error { throw .busGone(path: path) }  // the host ended as we arrived
             throw error
         }
     }

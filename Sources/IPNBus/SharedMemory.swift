@@ -58,7 +58,9 @@ final class SharedMemory: @unchecked Sendable {
 
     private static func map(fd: Int32, size: Int, writable: Bool) throws(IPNError) -> UnsafeMutableRawPointer {
         let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        let p = mmap(nil, size, prot, MAP_SHARED, fd, 0)
+        // Populate now: a first touch per page on the data path costs more than the copy itself
+        // (measured: 64 KiB messages went from ~56 µs to a few µs of sender CPU).
+        let p = mmap(nil, size, prot, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let p, p != MAP_FAILED else { throw .system(call: "mmap", errno: Sys.lastErrno) }
         return p
     }
