@@ -136,7 +136,7 @@ func withBus<T>(receivers n: Int, size: Int, queue: Int, lossless: Bool = false,
     manager.options.poolBytes = max(64 << 20, size * 16)
     manager.options.lossless = lossless
     try manager.bind(path)
-    defer { manager.close(); rmdir(dir) }
+    defer { try? Bus.remove(path); manager.close(); rmdir(dir) }
     let rs = try (0..<n).map { _ -> IPNSocket in
         let r = IPNSocket()
         try r.shutdown(.write)
@@ -222,7 +222,11 @@ func measureBusLatency(receivers n: Int, size: Int) throws -> Latency {
         var due = ipn_monotonic_ns()
         for _ in 0..<count {
             due += interval
-            while ipn_monotonic_ns() < due { usleep(UInt32(min(200, (due - ipn_monotonic_ns()) / 1000 + 1))) }
+            while true {
+                let now = ipn_monotonic_ns()
+                if now >= due { break }
+                usleep(UInt32(min(200, (due - now) / 1000 + 1)))
+            }
             try sender.send(length: size) { b in
                 if b.count > 8 { memset(b.baseAddress! + 8, 0x5a, b.count - 8) }
                 b.storeBytes(of: ipn_monotonic_ns(), as: UInt64.self)
