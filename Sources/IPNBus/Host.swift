@@ -301,8 +301,15 @@ public final class Host {
 
     private func adoptPool(_ node: HostNode, fd: Int32, size: Int) {
         do {
-            let memory = try SharedMemory(adopting: fd, writable: true, expectedMinimum: SenderPool.headerSize + 4096,
-                                          requireSealed: true)
+            // The size is checked before mapping: a node must not make the host (and every receiver)
+            // populate an arbitrarily large mapping.
+            let allowed = SenderPool.totalSize(capacity: options.effectivePoolBytes)
+            let actual = try Sys.fileSize(fd)
+            guard actual == allowed else {
+                Sys.close(fd)
+                throw IPNError.protocolViolation("pool of \(actual) bytes, this bus's pools are \(allowed) bytes")
+            }
+            let memory = try SharedMemory(adopting: fd, writable: true, expectedMinimum: allowed, requireSealed: true)
             let ro = try Sys.reopenReadOnly(memory.fd)
             node.poolMemory = memory
             node.pool = SenderPool(base: memory.base, totalSize: memory.size)

@@ -78,6 +78,20 @@ final class BusLifecycleTests: XCTestCase {
         XCTAssertTrue(TestSupport.eventually { !TestSupport.isAlive(status.hostPID) }, "the host ends")
     }
 
+    func testAManagerCanMakeALiveBusPersistent() async throws {
+        let path = dir + "/bus"
+        let creator = IPNSocket()
+        try creator.bind(path)
+        let set = try await TestSupport.run("ipn", ["set", path, "--persistent", "--description", "kept"])
+        XCTAssertEqual(set.exitCode, 0, "\(set)")
+        creator.close()
+        usleep(200_000)
+        let status = try Bus.status(path)
+        XCTAssertTrue(status.options.persistent)
+        XCTAssertEqual(status.options.description, "kept")
+        XCTAssertEqual(status.nodes.count, 0, "the bus outlived its last node")
+    }
+
     func testErrorsNameTheirCause() async throws {
         let path = dir + "/bus"
         let bus = IPNSocket(policy: "hub")
