@@ -32,10 +32,13 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
-        .executableTarget(name: "ipn-host", dependencies: ["IPNBus"], swiftSettings: strict),
+        // The media wire format, the frame-aware policy and publisher/consumer; pure Swift, no libav,
+        // so the bus host can run the media policy without any media library.
+        .target(name: "MediaWire", dependencies: ["IPNBus", "CIPNSys"], swiftSettings: strict),
+        .executableTarget(name: "ipn-host", dependencies: ["IPNBus", "MediaWire"], swiftSettings: strict),
         .executableTarget(
             name: "ipn",
-            dependencies: ["IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["IPNBus", "MediaWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         .executableTarget(
             name: "ipn-bench",
@@ -51,7 +54,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "IPNBusTests",
-            dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys"],
+            dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys", "MediaWire"],
             swiftSettings: strict),
     ]
 )

@@ -284,7 +284,8 @@ public final class Host {
         node.canSend = canSend
         node.wantMembership = membership
         if !description.isEmpty { node.description = String(description.utf8.prefix(128)) ?? "" }
-        guard policy.nodeJoined(node.policyNode) else {
+        recipients.injections.removeAll()
+        guard policy.nodeJoined(node.policyNode, actions: &recipients) else {
             fail(node, .busFull, "the \(options.policy) policy refused the node")
             return drop(node)
         }
@@ -292,6 +293,7 @@ public final class Host {
         everHadMember = true
         members.append(node)
         rebuildReceivers()
+        deliverInjections()
         let welcome = ControlMessage.Welcome(node: node.id, rights: rights, canReceive: canReceive, canSend: canSend, joined: true,
                                              options: options, queueLength: queue, inlineCapacity: inline)
         _ = try? node.control.send(.welcome(welcome),
@@ -335,9 +337,11 @@ public final class Host {
                 publishInboxes()
             }
             node.joined = false
-            policy.nodeLeft(node.policyNode)
             members.removeAll { $0 === node }
             rebuildReceivers()
+            recipients.injections.removeAll()
+            policy.nodeLeft(node.policyNode, actions: &recipients)
+            deliverInjections()
             if node.pool != nil {
                 for m in members where m.knownPools.remove(node.id) != nil {
                     _ = try? m.control.send(.poolRetired(sender: node.id, after: m.inboxWrite), nonBlocking: true)
@@ -463,8 +467,11 @@ public final class Host {
             }
             for i in 0..<recipients.count {
                 guard let receiver = connections[recipients.ids[i]] else { continue }
-                deliver(header, bytes: bytes, from: sender, to: receiver)
+                if !deliver(header, bytes: bytes, from: sender, to: receiver) {
+                    policy.messageDropped(PolicyMessage(sender: sender.id, bytes: bytes), for: receiver.id)
+                }
             }
+            if !recipients.injections.isEmpty { deliverInjections() }
             if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition + UInt64(length) }
             sender.sentMessages += 1
             sender.sentBytes += UInt64(length)
@@ -500,47 +507,65 @@ public final class Host {
         return ok
     }
 
-    @inline(__always)
-    private func deliver(_ header: SlotHeader, bytes: UnsafeRawBufferPointer, from sender: HostNode, to receiver: HostNode) {
-        guard let inbox = receiver.inbox else { return }
+    /// Delivers what the policy originated (sender 0, inline). Too large or no room: counted as a drop.
+    private func deliverInjections() {
+        let injections = recipients.injections
+        recipients.injections.removeAll(keepingCapacity: true)
+        for (id, bytes) in injections {
+            guard let receiver = connections[id], receiver.joined else { continue }
+            guard bytes.count <= options.inlineCapacity else { receiver.dropped += 1; continue }
+            policySequence += 1
+            let header = SlotHeader(length: UInt32(bytes.count), kind: .inline, sender: 0, flags: 0,
+                                    sequence: policySequence, poolPosition: 0)
+            bytes.withUnsafeBytes { b in _ = deliver(header, bytes: b, from: nil, to: receiver) }
+        }
+    }
+
+    private var policySequence: UInt64 = 0
+
+    /// Writes one message into a receiver's inbox. Returns false when it had to be dropped.
+    @inline(__always) @discardableResult
+    private func deliver(_ header: SlotHeader, bytes: UnsafeRawBufferPointer, from sender: HostNode?, to receiver: HostNode) -> Bool {
+        guard let inbox = receiver.inbox else { return false }
         let capacity = UInt64(inbox.capacity)
         if receiver.inboxWrite &- receiver.inboxReadSeen >= capacity {
             let r = inbox.read.load(ordering: .sequentiallyConsistent)
             guard inbox.validatedOccupancy(write: receiver.inboxWrite, read: r) != nil else {
                 pendingDrops.append(receiver)
-                return
+                return false
             }
             receiver.inboxReadSeen = r
             if receiver.inboxWrite &- r >= capacity {
                 receiver.dropped += 1
                 receiver.gapPending = true
                 inbox.drops.wrappingIncrement(ordering: .relaxed)
-                return
+                return false
             }
         }
-        if header.kind == .pool && !receiver.knownPools.contains(sender.id) {
+        if header.kind == .pool, let sender, !receiver.knownPools.contains(sender.id) {
             let sent = (try? receiver.control.send(.poolAvailable(sender: sender.id, size: sender.poolMemory!.size),
                                                    fds: [sender.poolReadOnlyFD], nonBlocking: true)) ?? false
             guard sent else {
                 receiver.dropped += 1
                 receiver.gapPending = true
-                return
+                return false
             }
             receiver.knownPools.insert(sender.id)
         }
         let slot = inbox.slot(receiver.inboxWrite)
-        SlotHeader(length: header.length, kind: header.kind, sender: sender.id,
+        SlotHeader(length: header.length, kind: header.kind, sender: sender?.id ?? 0,
                    flags: receiver.gapPending ? SlotHeader.flagGap : 0,
                    sequence: header.sequence, poolPosition: header.poolPosition).store(at: slot)
         if header.kind == .inline {
             (slot + SlotHeader.size).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-        } else if options.lossless {
+        } else if options.lossless, let sender {
             receiver.poolRefs.append((receiver.inboxWrite, sender.id, header.poolPosition))
         }
         receiver.gapPending = false
         receiver.inboxWrite += 1
         receiver.deliveredMessages += 1
         receiver.deliveredBytes += UInt64(bytes.count)
+        return true
     }
 
     /// Lossless buses: tell each sender how far its pool may be reused (nothing queued below it).

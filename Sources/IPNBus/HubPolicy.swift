@@ -2,8 +2,8 @@
 public final class HubPolicy: Policy {
     public static let name = "hub"
     public init(options: BusOptions) {}
-    public func nodeJoined(_ node: PolicyNode) -> Bool { true }
-    public func nodeLeft(_ node: PolicyNode) {}
+    public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool { true }
+    public func nodeLeft(_ node: PolicyNode, actions: inout Recipients) {}
     public func route(_ message: PolicyMessage, into recipients: inout Recipients) -> RouteVerdict {
         recipients.addAllReceivers(except: message.sender)
         return .deliver

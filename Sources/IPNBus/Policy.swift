@@ -21,7 +21,19 @@ public struct Recipients {
 
     init(capacity: Int) { ids = [UInt32](repeating: 0, count: capacity) }
 
+    /// Messages a policy originates itself (IPN's welcome/goodbye messages from postnewport and
+    /// predelport): delivered inline, from sender 0 (the bus), at most the bus's inline size each.
+    public internal(set) var injections: [(node: UInt32, bytes: [UInt8])] = []
+
     mutating func reset() { count = 0 }
+
+    /// Sends `bytes` from the bus itself to one node.
+    public mutating func inject(_ bytes: [UInt8], to node: UInt32) { injections.append((node, bytes)) }
+
+    /// Sends `bytes` from the bus itself to every receiving node (but `except`).
+    public mutating func injectToAllReceivers(_ bytes: [UInt8], except: UInt32? = nil) {
+        for id in receivers where id != except { inject(bytes, to: id) }
+    }
 
     public mutating func add(_ id: UInt32) {
         guard count < ids.count else { return }
@@ -51,16 +63,23 @@ public protocol Policy: AnyObject {
     /// The name users type (`--policy hub`).
     static var name: String { get }
     init(options: BusOptions)
-    /// A node joined the data flow (IPN newport). Return false to refuse it.
-    func nodeJoined(_ node: PolicyNode) -> Bool
-    /// A node left (IPN delport).
-    func nodeLeft(_ node: PolicyNode)
+    /// A node joined the data flow (IPN newport). Return false to refuse it. Messages injected into
+    /// `actions` are delivered once the node is on the bus (IPN postnewport).
+    func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool
+    /// A node left (IPN predelport/delport); injected messages go to the remaining nodes.
+    func nodeLeft(_ node: PolicyNode, actions: inout Recipients)
     /// Decide the recipients of one message (IPN handlemsg).
     func route(_ message: PolicyMessage, into recipients: inout Recipients) -> RouteVerdict
     /// Periodic housekeeping; `now` is CLOCK_MONOTONIC in nanoseconds.
     func tick(now: UInt64)
     /// Counters and state worth showing in `ipn stat`.
     var statistics: [String: String] { get }
+    /// A message routed to `node` was dropped because its queue was full (lossy buses).
+    func messageDropped(_ message: PolicyMessage, for node: UInt32)
+}
+
+extension Policy {
+    public func messageDropped(_ message: PolicyMessage, for node: UInt32) {}
 }
 
 /// The built-in policies, by name.

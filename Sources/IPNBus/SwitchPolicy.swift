@@ -21,8 +21,8 @@ public final class SwitchPolicy: Policy {
         table = MacTable(capacity: options.macTableSize, ageSeconds: options.macAgeSeconds)
     }
 
-    public func nodeJoined(_ node: PolicyNode) -> Bool { true }
-    public func nodeLeft(_ node: PolicyNode) { table.forget(node: node.id) }
+    public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool { true }
+    public func nodeLeft(_ node: PolicyNode, actions: inout Recipients) { table.forget(node: node.id) }
 
     @inline(__always)
     static func mac(_ b: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {

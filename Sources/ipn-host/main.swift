@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import IPNBus
+import MediaWire
 
 func report(_ line: String) {
     let bytes = Array((line + "\n").utf8)
@@ -12,6 +13,7 @@ func report(_ line: String) {
 }
 
 signal(SIGPIPE, SIG_IGN)
+PolicyRegistry.register(MediaPolicy.self)
 var arguments = CommandLine.arguments
 // `ipn-host --detach PATH OPTIONS`: start the real host as a grandchild of the binder and exit at
 // once, so the binder reaps this process and the host is nobody's zombie when it ends.

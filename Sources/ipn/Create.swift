@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import IPNBus
+import MediaWire
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,11 +12,12 @@ struct Create: ParsableCommand {
             switch daemon; Ctrl-C ends it once the other nodes have left). With --persistent the command \
             returns at once and the bus stays until `ipn rm PATH`.
 
-            Policies: hub (every message to every other node), switch (Ethernet frames, MAC learning).
+            Policies: hub (every message to every other node), switch (Ethernet frames, MAC learning), \
+            media (timestamped frames: late joiners start at a keyframe, slow consumers drop to the next one).
             """)
 
     @Argument(help: "Path of the bus file to create.") var path: String
-    @Option(help: "Delivery policy: hub or switch.") var policy = "hub"
+    @Option(help: "Delivery policy: hub, switch or media.") var policy = "hub"
     @Option(help: "Permission bits of the bus file, octal (r receive, w send, x manage). Default 0777 & ~umask.")
     var mode: String?
     @Flag(help: "Keep the bus up with no node on it, until `ipn rm`.") var persistent = false
@@ -27,6 +29,7 @@ struct Create: ParsableCommand {
     @Option(name: .customLong("mac-age"), help: "Seconds a learned MAC address lives (switch policy).") var macAge = 30
 
     func run() throws {
+        PolicyRegistry.register(MediaPolicy.self)
         var options = BusOptions()
         options.policy = policy
         options.mtu = mtu

@@ -1,0 +1,150 @@
+import IPNBus
+
+/// The frame-aware media policy (`--policy media`), through the bus core's `Policy` protocol.
+///
+/// It knows streams and frames (MediaMessage) and serves each consumer so that what it gets is
+/// always decodable:
+/// - a publisher owns the streams it described; frames for a stream it does not own are rejected;
+/// - a consumer joining mid-stream gets every stream description, then the publisher's cached GOP
+///   (the policy asks the publisher to replay it to that one consumer), then live frames; one that
+///   asked for `next keyframe` waits for the next live keyframe instead;
+/// - when a video frame is dropped for a consumer (its queue was full), that consumer gets nothing
+///   more of that stream until the next keyframe, never an undecodable frame; audio periods are
+///   dropped whole and the next one arrives flagged (the bus's gap flag);
+/// - a publisher that leaves or dies ends its streams: every consumer gets end-of-stream.
+public final class MediaPolicy: Policy {
+    public static let name = "media"
+
+    enum Serving: Equatable { case live, awaitingKeyframe, awaitingReplay }
+
+    struct Stream {
+        var owner: UInt32
+        var epoch: UInt32
+        var isVideo: Bool
+        var allKeyframes: Bool
+        var description: [UInt8]
+    }
+
+    struct Consumer {
+        var receivesMedia = true
+        var joinAtNextKeyframe = false
+        var serving: [UInt32: Serving] = [:]
+        var withheld: UInt64 = 0
+    }
+
+    private var streams: [UInt32: Stream] = [:]
+    private var consumers: [UInt32: Consumer] = [:]
+    private var rejected: UInt64 = 0
+    private var lastRejection = ""
+
+    public init(options: BusOptions) {}
+
+    public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool {
+        var consumer = Consumer()
+        for (id, s) in streams.sorted(by: { $0.key < $1.key }) {
+            actions.inject(s.description, to: node.id)
+            if s.isVideo && !s.allKeyframes {
+                consumer.serving[id] = .awaitingReplay
+                actions.inject(MediaMessage.encodeReplayRequest(stream: id, target: node.id), to: s.owner)
+            } else if s.isVideo {
+                consumer.serving[id] = .awaitingKeyframe
+            }
+        }
+        consumers[node.id] = consumer
+        return true
+    }
+
+    public func nodeLeft(_ node: PolicyNode, actions: inout Recipients) {
+        consumers[node.id] = nil
+        for (id, s) in streams where s.owner == node.id {
+            actions.injectToAllReceivers(MediaMessage.encodeEndOfStream(stream: id, epoch: s.epoch))
+            streams[id] = nil
+        }
+    }
+
+    private func reject(_ reason: String) -> RouteVerdict {
+        rejected += 1
+        lastRejection = reason
+        return .reject(reason: reason)
+    }
+
+    public func route(_ message: PolicyMessage, into recipients: inout Recipients) -> RouteVerdict {
+        let decoded: MediaMessage
+        do { decoded = try MediaMessage.decode(message.bytes) } catch { return reject("\(error)") }
+        let sender = message.sender
+        switch decoded {
+        case .description(let id, let epoch, let d):
+            if let s = streams[id], s.owner != sender { return reject("stream \(id) belongs to node \(s.owner)") }
+            let isNew = streams[id] == nil || streams[id]!.epoch != epoch
+            streams[id] = Stream(owner: sender, epoch: epoch, isVideo: d.kind == .video, allKeyframes: d.allKeyframes,
+                                 description: Array(message.bytes))
+            for r in recipients.receivers where r != sender && (consumers[r]?.receivesMedia ?? true) {
+                if isNew && d.kind == .video { consumers[r]?.serving[id] = .awaitingKeyframe }
+                recipients.add(r)
+            }
+        case .endOfStream(let id, _):
+            guard let s = streams[id], s.owner == sender else { return reject("end of stream \(id) from a node that does not own it") }
+            streams[id] = nil
+            for r in recipients.receivers where r != sender && (consumers[r]?.receivesMedia ?? true) { recipients.add(r) }
+        case .replayRequest:
+            return reject("replay requests come from the bus, not from nodes")
+        case .consumerOptions(let receives, let nextKeyframe):
+            consumers[sender, default: Consumer()].receivesMedia = receives
+            consumers[sender]!.joinAtNextKeyframe = nextKeyframe
+            if nextKeyframe {
+                for (id, state) in consumers[sender]!.serving where state == .awaitingReplay {
+                    consumers[sender]!.serving[id] = .awaitingKeyframe
+                }
+            }
+        case .frame(let h, _):
+            guard let s = streams[h.stream] else { return reject("frame for undescribed stream \(h.stream)") }
+            guard s.owner == sender else { return reject("frame for stream \(h.stream), which node \(sender) does not own") }
+            routeFrame(h, stream: s, from: sender, into: &recipients)
+        }
+        return .deliver
+    }
+
+    private func routeFrame(_ h: FrameHeader, stream s: Stream, from sender: UInt32, into recipients: inout Recipients) {
+        let replayed = h.flags.contains(.replay)
+        for r in recipients.receivers where r != sender {
+            guard var c = consumers[r], c.receivesMedia else { continue }
+            if replayed && h.target != r { continue }
+            guard s.isVideo else { recipients.add(r); continue }
+            switch c.serving[h.stream] ?? .live {
+            case .live:
+                if replayed { continue }  // a replay for a consumer that is already live: never twice
+                recipients.add(r)
+            case .awaitingKeyframe:
+                if !replayed && h.flags.contains(.keyframe) {
+                    c.serving[h.stream] = .live
+                    recipients.add(r)
+                } else { c.withheld += 1 }
+            case .awaitingReplay:
+                if replayed {
+                    recipients.add(r)
+                    if h.flags.contains(.replayEnd) { c.serving[h.stream] = .live }
+                } else if h.flags.contains(.keyframe) {
+                    c.serving[h.stream] = .live  // the publisher had nothing to replay: start here
+                    recipients.add(r)
+                } else { c.withheld += 1 }
+            }
+            consumers[r] = c
+        }
+    }
+
+    public func messageDropped(_ message: PolicyMessage, for node: UInt32) {
+        guard case .frame(let h, _)? = try? MediaMessage.decode(message.bytes), streams[h.stream]?.isVideo == true else { return }
+        // Whatever was dropped, the next frame this consumer can decode is a keyframe.
+        consumers[node]?.serving[h.stream] = .awaitingKeyframe
+    }
+
+    public func tick(now: UInt64) {}
+
+    public var statistics: [String: String] {
+        var s: [String: String] = ["streams": "\(streams.count)", "rejectedMessages": "\(rejected)"]
+        if !lastRejection.isEmpty { s["lastRejection"] = lastRejection }
+        for (id, st) in streams { s["stream.\(id)"] = "owner node \(st.owner), epoch \(st.epoch), \(st.isVideo ? "video" : "audio")" }
+        for (node, c) in consumers where c.withheld > 0 { s["node.\(node).withheldFrames"] = "\(c.withheld)" }
+        return s
+    }
+}

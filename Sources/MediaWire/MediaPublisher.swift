@@ -1,0 +1,100 @@
+import CIPNSys
+import Glibc
+import IPNBus
+
+/// Publishes streams onto a media bus: describes them, sends timestamped frames, and answers the
+/// bus's replay requests from its GOP cache so late joiners start at a keyframe at once.
+///
+/// Frames of streams whose every frame is a keyframe (raw video, PCM) are not cached: a late joiner
+/// simply starts with the next one.
+public final class MediaPublisher: @unchecked Sendable {
+    public let socket: IPNSocket
+    private var nextIndex: UInt32 = 0
+    private var descriptions: [UInt32: StreamDescription] = [:]
+    private var sequences: [UInt32: UInt64] = [:]
+    public let epoch: UInt32
+    /// Per compressed video stream: the frames since its last keyframe (header, payload).
+    private var gop: [UInt32: [(FrameHeader, [UInt8])]] = [:]
+    public private(set) var replaysServed = 0
+
+    public init(bus path: String, description: String = "publisher") throws(IPNError) {
+        socket = IPNSocket()
+        socket.description = description
+        try socket.connect(path)
+        guard socket.busOptions?.policy == MediaPolicy.name else {
+            throw .policyMismatch(path: path, bus: socket.busOptions?.policy ?? "?", requested: MediaPolicy.name)
+        }
+        epoch = UInt32(truncatingIfNeeded: ipn_monotonic_ns() / 1_000_000)
+        try socket.send(MediaMessage.encodeConsumerOptions(receivesMedia: false, joinAtNextKeyframe: false))
+    }
+
+    /// Declares a stream; returns its id (unique on the bus: derived from this process's pid).
+    public func addStream(_ d: StreamDescription) throws(IPNError) -> UInt32 {
+        nextIndex += 1
+        let id = (UInt32(truncatingIfNeeded: getpid()) << 8) | (nextIndex & 0xff)
+        descriptions[id] = d
+        try socket.send(MediaMessage.encodeDescription(stream: id, epoch: epoch, d))
+        return id
+    }
+
+    /// Publishes one frame: `payloadLength` bytes written in place by `fill` (zero-copy for large ones).
+    public func publish(stream: UInt32, flags: FrameFlags, pts: Int64, duration: Int64, captureTime: Int64? = nil,
+                        payloadLength: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(IPNError) {
+        try serviceRequests()
+        guard let d = descriptions[stream] else { throw .invalidOption("stream \(stream) was not added") }
+        var flags = flags
+        if d.allKeyframes { flags.insert(.keyframe) }
+        let sequence = sequences[stream, default: 0]
+        sequences[stream] = sequence + 1
+        let header = FrameHeader(stream: stream, flags: flags, sequence: sequence, pts: pts, dts: pts,
+                                 captureTime: captureTime ?? Self.wallClock(), duration: duration, epoch: epoch)
+        let cacheGOP = d.kind == .video && !d.allKeyframes
+        var cached: [UInt8] = []
+        try socket.send(length: MediaMessage.frameHeaderSize + payloadLength) { out in
+            MediaMessage.writeFrameHeader(header, into: out)
+            let payload = UnsafeMutableRawBufferPointer(rebasing: out[MediaMessage.frameHeaderSize...])
+            fill(payload)
+            if cacheGOP { cached = Array(payload) }
+        }
+        if cacheGOP {
+            if flags.contains(.keyframe) { gop[stream] = [] }
+            gop[stream, default: []].append((header, cached))
+        }
+    }
+
+    /// Ends a stream (consumers finalise their files).
+    public func endStream(_ stream: UInt32) throws(IPNError) {
+        try socket.send(MediaMessage.encodeEndOfStream(stream: stream, epoch: epoch))
+        descriptions[stream] = nil
+        gop[stream] = nil
+    }
+
+    /// Answers replay requests the bus sent (non-blocking). Called before every frame.
+    public func serviceRequests() throws(IPNError) {
+        while let m = try socket.receive(nonBlocking: true) {
+            guard m.sender == 0, case .replayRequest(let stream, let target)? = try? MediaMessage.decode(m.bytes) else { continue }
+            let frames = gop[stream] ?? []
+            for (i, (h, payload)) in frames.enumerated() {
+                var r = h
+                r.flags.insert(.replay)
+                if i == frames.count - 1 { r.flags.insert(.replayEnd) }
+                r.target = target
+                try socket.send(length: MediaMessage.frameHeaderSize + payload.count) { out in
+                    MediaMessage.writeFrameHeader(r, into: out)
+                    payload.withUnsafeBytes { p in
+                        if p.count > 0 { (out.baseAddress! + MediaMessage.frameHeaderSize).copyMemory(from: p.baseAddress!, byteCount: p.count) }
+                    }
+                }
+            }
+            if !frames.isEmpty { replaysServed += 1 }
+        }
+    }
+
+    public static func wallClock() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
+    public static func monotonic() -> Int64 { Int64(ipn_monotonic_ns()) }
+}
