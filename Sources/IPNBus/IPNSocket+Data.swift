@@ -31,7 +31,7 @@ extension IPNSocket {
             let target = pool!.bytes(at: position, length: length)
             // Publish the reuse before writing, so a reader still holding these bytes can tell.
             let reuse = position + UInt64(length) > UInt64(pool!.capacity) ? position + UInt64(length) - UInt64(pool!.capacity) : 0
-            if reuse > pool!.reclaimed.load(ordering: .relaxed) { pool!.reclaimed.store(reuse, ordering: .sequentiallyConsistent) }
+            pool!.reclaim(upTo: reuse)
             fill(UnsafeMutableRawBufferPointer(start: target, count: length))
             header.kind = .pool
             header.poolPosition = position

@@ -53,6 +53,16 @@ struct SenderPool: @unchecked Sendable {
 
     /// Reader: true while the bytes at `position` have not been reused by the sender.
     func isIntact(position: UInt64) -> Bool {
-        position >= reclaimed.load(ordering: .sequentiallyConsistent)
+        // The payload loads before this call must not move after the check (weakly ordered CPUs).
+        atomicMemoryFence(ordering: .acquiring)
+        return position >= reclaimed.load(ordering: .sequentiallyConsistent)
+    }
+
+    /// Writer: announce that bytes below `position` are about to be overwritten, before writing them.
+    func reclaim(upTo position: UInt64) {
+        guard position > reclaimed.load(ordering: .relaxed) else { return }
+        reclaimed.store(position, ordering: .sequentiallyConsistent)
+        // The payload stores that follow must not move before the announcement.
+        atomicMemoryFence(ordering: .releasing)
     }
 }
