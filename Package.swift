@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "ipn", targets: ["ipn"]),
         .executable(name: "ipn-host", targets: ["ipn-host"]),
         .executable(name: "ipn-bench", targets: ["ipn-bench"]),
+        .executable(name: "mediajack", targets: ["mediajack"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,8 +35,19 @@ let package = Package(
             swiftSettings: strict),
         // The media wire format, the frame-aware policy and publisher/consumer; pure Swift, no libav,
         // so the bus host can run the media policy without any media library.
-        .target(name: "MediaWire", dependencies: ["IPNBus", "CIPNSys"], swiftSettings: strict),
+        .target(name: "MediaWire", dependencies: ["IPNBus", "CIPNSys", .product(name: "Atomics", package: "swift-atomics")], swiftSettings: strict),
         .executableTarget(name: "ipn-host", dependencies: ["IPNBus", "MediaWire"], swiftSettings: strict),
+        // The thin C boundary to libav (Debian: libavcodec-dev, libavformat-dev, libswscale-dev).
+        .target(
+            name: "CMedia",
+            linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("avutil")]),
+        // Sources, encoders and sinks on a media bus.
+        .target(name: "MediaJack", dependencies: ["MediaWire", "IPNBus", "CMedia", "CIPNSys"], swiftSettings: strict),
+        .executableTarget(
+            name: "mediajack",
+            dependencies: ["MediaJack", "MediaWire", "IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
         .executableTarget(
             name: "ipn",
             dependencies: ["IPNBus", "MediaWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -54,7 +66,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "IPNBusTests",
-            dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys", "MediaWire"],
+            dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys", "MediaWire", "MediaJack"],
             swiftSettings: strict),
     ]
 )

@@ -1,3 +1,4 @@
+import Atomics
 import CIPNSys
 import Glibc
 import IPNBus
@@ -9,7 +10,8 @@ import IPNBus
 /// simply starts with the next one.
 public final class MediaPublisher: @unchecked Sendable {
     public let socket: IPNSocket
-    private var nextIndex: UInt32 = 0
+    /// Stream numbers are unique within this process (several publishers may share one).
+    private static let nextIndex = ManagedAtomic<UInt32>(0)
     private var descriptions: [UInt32: StreamDescription] = [:]
     private var sequences: [UInt32: UInt64] = [:]
     public let epoch: UInt32
@@ -30,8 +32,8 @@ public final class MediaPublisher: @unchecked Sendable {
 
     /// Declares a stream; returns its id (unique on the bus: derived from this process's pid).
     public func addStream(_ d: StreamDescription) throws(IPNError) -> UInt32 {
-        nextIndex += 1
-        let id = (UInt32(truncatingIfNeeded: getpid()) << 8) | (nextIndex & 0xff)
+        let index = Self.nextIndex.wrappingIncrementThenLoad(ordering: .relaxed)
+        let id = (UInt32(truncatingIfNeeded: getpid()) << 8) | (index & 0xff)
         descriptions[id] = d
         try socket.send(MediaMessage.encodeDescription(stream: id, epoch: epoch, d))
         return id

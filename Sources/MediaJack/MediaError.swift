@@ -1,0 +1,36 @@
+import CMedia
+
+/// Errors of the media layer, in words a user can act on.
+public enum MediaError: Error, CustomStringConvertible, Sendable {
+    case unknownSource(String)
+    case unsupported(String)
+    case codec(call: String, code: Int32)
+    case output(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unknownSource(let s): return "unknown source '\(s)' (known: test:video, test:audio)"
+        case .unsupported(let s): return s
+        case .codec(let call, let code): return "\(call) failed: \(Self.text(code))"
+        case .output(let p, let r): return "cannot write \(p): \(r)"
+        }
+    }
+
+    static func text(_ code: Int32) -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        cm_error_string(code, &buf, buf.count)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    @discardableResult
+    static func check(_ call: String, _ code: Int32) throws(MediaError) -> Int32 {
+        if code < 0 { throw .codec(call: call, code: code) }
+        return code
+    }
+}
+
+/// Process-wide libav settings.
+public enum MediaLibrary {
+    /// Only errors from libav on stderr (libx264 statistics are noise to a user).
+    public static func quiet() { av_log_set_level(AV_LOG_ERROR) }
+}

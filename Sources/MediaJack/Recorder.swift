@@ -1,0 +1,134 @@
+import CMedia
+import Foundation
+import MediaWire
+
+/// Writes streams from a media bus into a file with libavformat (Matroska, MP4 or MPEG-TS by the
+/// extension). Compressed streams are remuxed, never re-encoded. Timestamps come from the bus
+/// (nanoseconds, CLOCK_MONOTONIC) relative to the first frame written, so audio and video stay in
+/// sync. The file is valid from its first frame (a keyframe) and finalised by `finish()`.
+public final class Recorder {
+    public let path: String
+    let context: UnsafeMutablePointer<AVFormatContext>
+    private var indexOf: [UInt32: Int32] = [:]
+    private var started = false
+    private var origin: Int64?
+    private let packet: UnsafeMutablePointer<AVPacket>
+    public private(set) var frames = 0
+    public private(set) var bytes = 0
+    public private(set) var skippedBeforeKeyframe = 0
+
+    public init(path: String) throws(MediaError) {
+        self.path = path
+        var ctx: UnsafeMutablePointer<AVFormatContext>?
+        let r = avformat_alloc_output_context2(&ctx, nil, nil, path)
+        guard r >= 0, let ctx else {
+            throw .output(path: path, reason: "unknown container for this file name (use .mkv, .mp4 or .ts)")
+        }
+        context = ctx
+        packet = av_packet_alloc()
+    }
+
+    deinit {
+        if started { finish() }
+        var p: UnsafeMutablePointer<AVPacket>? = packet
+        av_packet_free(&p)
+        avformat_free_context(context)
+    }
+
+    public var hasStreams: Bool { !indexOf.isEmpty }
+
+    /// Adds a stream before the first frame is written. Returns false for what this container or
+    /// this build cannot store (the stream is then skipped).
+    @discardableResult
+    public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
+        guard !started, indexOf[id] == nil else { return false }
+        guard let desc = avcodec_descriptor_get_by_name(d.codec == "rawvideo" ? "rawvideo" : d.codec),
+              let st = avformat_new_stream(context, nil) else { return false }
+        let par = st.pointee.codecpar!
+        par.pointee.codec_type = d.kind == .video ? AVMEDIA_TYPE_VIDEO : AVMEDIA_TYPE_AUDIO
+        par.pointee.codec_id = desc.pointee.id
+        if d.kind == .video {
+            par.pointee.width = Int32(d.width ?? 0)
+            par.pointee.height = Int32(d.height ?? 0)
+            if let pf = d.pixelFormat { par.pointee.format = av_get_pix_fmt(pf).rawValue }
+            if let n = d.frameRateNumerator, let den = d.frameRateDenominator {
+                st.pointee.avg_frame_rate = AVRational(num: Int32(n), den: Int32(den))
+                st.pointee.r_frame_rate = st.pointee.avg_frame_rate
+            }
+            st.pointee.time_base = AVRational(num: 1, den: 90_000)
+        } else {
+            par.pointee.sample_rate = Int32(d.sampleRate ?? 48_000)
+            av_channel_layout_default(&par.pointee.ch_layout, Int32(d.channels ?? 2))
+            if let sf = d.sampleFormat { par.pointee.format = av_get_sample_fmt(sf).rawValue }
+            st.pointee.time_base = AVRational(num: 1, den: par.pointee.sample_rate)
+        }
+        d.extradata.withUnsafeBufferPointer { e in _ = cm_set_extradata(par, e.baseAddress, Int32(e.count)) }
+        indexOf[id] = st.pointee.index
+        return true
+    }
+
+    private func start() throws(MediaError) {
+        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
+            let r = avio_open(&context.pointee.pb, path, AVIO_FLAG_WRITE)
+            guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
+        }
+        let r = avformat_write_header(context, nil)
+        guard r >= 0 else { throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))") }
+        started = true
+    }
+
+    /// Writes one frame. Frames before the first video keyframe are skipped, so the file starts
+    /// decodable; returns whether the frame was written.
+    @discardableResult
+    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
+        guard let index = indexOf[id] else { return false }
+        let st = context.pointee.streams[Int(index)]!
+        let isVideo = st.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO
+        if origin == nil {
+            // The file begins with a video keyframe (or with anything, when there is no video).
+            if hasVideo && !(isVideo && h.flags.contains(.keyframe)) {
+                skippedBeforeKeyframe += 1
+                return false
+            }
+            origin = h.pts
+            try start()
+        }
+        let relative = h.pts - origin!
+        guard relative >= 0 else { return false }  // from before the file began
+        lastPTS = max(lastPTS, h.pts + h.duration)
+        let ns = AVRational(num: 1, den: 1_000_000_000)
+        let tb = st.pointee.time_base
+        guard av_new_packet(packet, Int32(payload.count)) >= 0 else { throw .output(path: path, reason: "out of memory") }
+        if payload.count > 0 { packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count) }
+        packet.pointee.stream_index = index
+        packet.pointee.pts = av_rescale_q(relative, ns, tb)
+        packet.pointee.dts = packet.pointee.pts
+        packet.pointee.duration = av_rescale_q(h.duration, ns, tb)
+        if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
+        let r = av_interleaved_write_frame(context, packet)
+        av_packet_unref(packet)
+        guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
+        frames += 1
+        bytes += payload.count
+        return true
+    }
+
+    private var hasVideo: Bool {
+        (0..<Int(context.pointee.nb_streams)).contains { context.pointee.streams[$0]!.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO }
+    }
+
+    /// Seconds of media written so far.
+    public var duration: Double {
+        guard let origin, lastPTS > origin else { return 0 }
+        return Double(lastPTS - origin) / 1e9
+    }
+    var lastPTS: Int64 = 0
+
+    /// Writes the trailer and closes the file. Safe to call twice.
+    public func finish() {
+        guard started else { return }
+        av_write_trailer(context)
+        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
+        started = false
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The whole product in one command, with no camera or sound card.",
+        discussion: """
+            Brings up a media bus in a temporary directory, publishes test:video (H.264) and test:audio, attaches \
+            a recorder a second into the stream (it starts at a replayed keyframe) for a few seconds, then prints \
+            what happened and the commands to attach more consumers from another terminal while it runs.
+            """)
+
+    @Option(help: "Seconds to record.") var seconds = 4.0
+    @Option(help: "Where to write the recording (default: in the temporary directory).") var output: String?
+
+    func run() throws {
+        installStopHandlers()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mediajack-demo-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let bus = dir + "/camera"
+        let out = output ?? dir + "/recording.mkv"
+        do {
+            guard let holder = try ensureMediaBus(bus, mtu: 4 << 20) else { throw ValidationError("bus exists") }
+            print("media bus \(bus) is up (policy media)")
+            print("attach more consumers from another terminal while the demo runs:")
+            print("  mediajack record \(bus) /tmp/mine.mkv --duration 3")
+            print("  mediajack stat \(bus)")
+            let stop = ManagedFlag()
+            let group = DispatchGroup()
+            let videoReport = Box<String>("")
+            let audioReport = Box<String>("")
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do {
+                    let publisher = try MediaPublisher(bus: bus, description: "demo test:video")
+                    var s = TestSource.VideoSettings()
+                    s.gop = 25
+                    let p = try TestSource.runVideo(s, on: publisher, frameLimit: nil, shouldStop: { stop.value || stopRequested.load(ordering: .relaxed) }) { _ in }
+                    videoReport.value = "video publisher: \(p.frames) H.264 frames, \(p.bytes) bytes, 640x360 at 25 fps, GOP 25"
+                } catch { videoReport.value = "video publisher failed: \(error)" }
+            }
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                do {
+                    let publisher = try MediaPublisher(bus: bus, description: "demo test:audio")
+                    let n = try TestSource.runAudio(on: publisher, periodLimit: nil, shouldStop: { stop.value || stopRequested.load(ordering: .relaxed) })
+                    audioReport.value = "audio publisher: \(n) periods of 20 ms, 997 Hz, 48 kHz stereo"
+                } catch { audioReport.value = "audio publisher failed: \(error)" }
+            }
+            Thread.sleep(forTimeInterval: 1.3)  // join mid-GOP on purpose
+            print("recorder joins mid-stream and records \(seconds) s into \(out)")
+            let consumer = try MediaConsumer(bus: bus, description: "demo recorder")
+            let recorder = try Recorder(path: out)
+            let deadline = Date().addingTimeInterval(seconds + 5)
+            while recorder.duration < seconds && Date() < deadline && !stopRequested.load(ordering: .relaxed) {
+                guard let e = try consumer.next(timeout: 0.5) else { continue }
+                switch e {
+                case .streamAdded(let id, _, let d): recorder.add(stream: id, d)
+                case .frame(let h, let payload, _):
+                    _ = try payload.withUnsafeBytes { b throws(MediaError) in try recorder.write(stream: h.stream, h, payload: b) }
+                case .endOfStream: break
+                }
+            }
+            recorder.finish()
+            stop.value = true
+            group.wait()
+            print(videoReport.value)
+            print(audioReport.value)
+            print("recorder: \(recorder.frames) frames (\(recorder.skippedBeforeKeyframe) skipped before the first keyframe), \(consumer.gaps) gaps, \(recorder.bytes) bytes")
+            FileSummary.describe(out).forEach { print($0) }
+            if let s = try? holder.status() {
+                print("bus: \(s.policyStatistics["rejectedMessages"] ?? "0") rejected messages, drops per node: " +
+                      s.nodes.map { "\($0.description.isEmpty ? "holder" : $0.description)=\($0.dropped)" }.joined(separator: ", "))
+            }
+            print("check it yourself: ffprobe \(out)")
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = false
+    var value: Bool {
+        get { lock.withLock { v } }
+        set { lock.withLock { v = newValue } }
+    }
+}
+
+final class Box<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T {
+        get { lock.withLock { v } }
+        set { lock.withLock { v = newValue } }
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Atomics
+import Foundation
+import Glibc
+import IPNBus
+import MediaJack
+import MediaWire
+
+@main
+struct MediaJackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mediajack",
+        abstract: "Timestamped media frames on an IPN bus: publish sources, attach recorders, join and leave mid-stream.",
+        discussion: """
+            A media bus is an IPN bus with the `media` policy: late joiners start at a keyframe (the publisher \
+            replays its cached GOP to them), slow consumers skip to the next keyframe instead of getting \
+            undecodable frames, and a publisher that leaves ends its streams.
+
+            Examples:
+              ipn create /tmp/cam --policy media --mtu 16777216 --persistent
+              mediajack publish test:video /tmp/cam --encode h264 --size 1280x720 --fps 30 &
+              mediajack record /tmp/cam out.mkv --duration 10
+              mediajack stat /tmp/cam
+            """,
+        subcommands: [Publish.self, Record.self, Stat.self, Demo.self])
+}
+
+/// Set by SIGINT/SIGTERM: long-running commands finish cleanly (recorders write their trailer).
+let stopRequested = ManagedAtomic(false)
+
+func installStopHandlers() {
+    MediaLibrary.quiet()
+    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+}
+
+func fail(_ error: any Error) -> ExitCode {
+    FileHandle.standardError.write(Data("mediajack: \(error)\n".utf8))
+    return ExitCode(1)
+}
+
+/// Creates the bus if it does not exist (media policy), so `publish` works on a fresh path.
+/// Returns the holder socket, which must stay open while the bus should live.
+func ensureMediaBus(_ path: String, mtu: Int) throws -> IPNSocket? {
+    PolicyRegistry.register(MediaPolicy.self)
+    if case .socket = try BusAddress.lookup(BusAddress.absolute(path)), (try? Bus.status(path)) != nil { return nil }
+    let holder = IPNSocket(policy: MediaPolicy.name)
+    holder.options.mtu = mtu
+    holder.options.queueLength = 256
+    try holder.bind(path)
+    return holder
+}
+
+/// A progress line on a terminal, nothing otherwise.
+struct ProgressLine {
+    let enabled = isatty(STDERR_FILENO) != 0
+    var last = Date.distantPast
+    mutating func show(_ text: @autoclosure () -> String) {
+        guard enabled, Date().timeIntervalSince(last) > 0.5 else { return }
+        last = Date()
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text())".utf8))
+    }
+    func end() { if enabled { FileHandle.standardError.write(Data("\n".utf8)) } }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+
+struct Publish: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish a source onto a media bus (creating the bus if needed).",
+        discussion: """
+            Sources: test:video (a moving picture with the frame number and capture time as a block barcode), \
+            test:audio (a 997 Hz tone, 48 kHz stereo, 20 ms periods). Video is encoded once (--encode h264 or \
+            mjpeg) or published raw (--encode none, I420).
+            """)
+
+    @Argument(help: "Source: test:video or test:audio.") var source: String
+    @Argument(help: "Path of the bus.") var bus: String
+    @Option(help: "h264, mjpeg or none.") var encode = "h264"
+    @Option(help: "Picture size WxH.") var size = "640x360"
+    @Option(help: "Frames per second.") var fps = 25
+    @Option(help: "Keyframe interval in frames.") var gop = 50
+    @Option(help: "Bitrate in bits per second (h264).") var bitrate = 1_500_000
+    @Option(help: "Stop after this many frames (or audio periods).") var frames: Int?
+
+    func validate() throws {
+        guard ["h264", "mjpeg", "none"].contains(encode) else { throw ValidationError("--encode must be h264, mjpeg or none") }
+        let parts = size.split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] >= 96, parts[1] >= 64, parts[0] % 2 == 0, parts[1] % 2 == 0 else {
+            throw ValidationError("--size must be WIDTHxHEIGHT, even, at least 96x64")
+        }
+        guard (1...240).contains(fps) else { throw ValidationError("--fps must be 1...240") }
+        guard gop >= 1 else { throw ValidationError("--gop must be at least 1") }
+    }
+
+    func run() throws {
+        installStopHandlers()
+        let parts = size.split(separator: "x").compactMap { Int($0) }
+        do {
+            let holder = try ensureMediaBus(bus, mtu: max(1 << 20, parts[0] * parts[1] * 2))
+            defer { withExtendedLifetime(holder) {} }
+            let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
+            var line = ProgressLine()
+            switch source {
+            case "test:video":
+                var s = TestSource.VideoSettings()
+                s.width = parts[0]; s.height = parts[1]; s.fps = fps; s.gop = gop; s.bitrate = bitrate
+                s.encode = encode == "none" ? nil : VideoEncoder.Codec(rawValue: encode)
+                let p = try TestSource.runVideo(s, on: publisher, frameLimit: frames, shouldStop: { stopRequested.load(ordering: .relaxed) }) { p in
+                    line.show(String(format: "%.1f s  %d frames  %.1f MB", p.seconds, p.frames, Double(p.bytes) / 1e6))
+                }
+                line.end()
+                print("published \(p.frames) frames (\(p.bytes) bytes) in \(String(format: "%.1f", p.seconds)) s")
+            case "test:audio":
+                let n = try TestSource.runAudio(on: publisher, periodLimit: frames, shouldStop: { stopRequested.load(ordering: .relaxed) })
+                print("published \(n) audio periods")
+            default:
+                throw MediaError.unknownSource(source)
+            }
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record the streams of a media bus into a file (.mkv, .mp4 or .ts).",
+        discussion: """
+            Compressed streams are remuxed without re-encoding. Joining mid-stream, the file starts at a keyframe \
+            (the publisher replays its GOP). The file is finalised on Ctrl-C/SIGTERM, at end of stream and at \
+            --duration. A progress line shows on a terminal.
+            """)
+
+    @Argument(help: "Path of the bus.") var bus: String
+    @Argument(help: "Output file: .mkv, .mp4 or .ts.") var output: String
+    @Option(help: "Stop after this many seconds of media.") var duration: Double?
+    @Option(help: "Which kinds to record: video, audio or video,audio.") var streams = "video,audio"
+    @Flag(help: "Wait for the next live keyframe instead of the replayed GOP.") var nextKeyframe = false
+
+    func run() throws {
+        installStopHandlers()
+        PolicyRegistry.register(MediaPolicy.self)
+        let kinds = Set(streams.split(separator: ",").map(String.init))
+        do {
+            let consumer = try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe, description: "mediajack record \(output)")
+            let recorder = try Recorder(path: output)
+            var line = ProgressLine()
+            var open: Set<UInt32> = []
+            var ended = false
+            while !stopRequested.load(ordering: .relaxed) && !ended {
+                guard let event = try consumer.next(timeout: 0.2) else { continue }
+                switch event {
+                case .streamAdded(let id, _, let d):
+                    if kinds.contains(d.kind.rawValue), recorder.add(stream: id, d) { open.insert(id) }
+                case .frame(let h, let payload, _):
+                    guard open.contains(h.stream) else { continue }
+                    _ = try payload.withUnsafeBytes { b throws(MediaError) in try recorder.write(stream: h.stream, h, payload: b) }
+                    if let duration, recorder.duration >= duration { ended = true }
+                case .endOfStream(let id):
+                    open.remove(id)
+                    if open.isEmpty && recorder.hasStreams { ended = true }
+                }
+                line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, consumer.gaps,
+                                 Double(recorder.bytes) / 1e6))
+            }
+            recorder.finish()
+            line.end()
+            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(output); \(consumer.gaps) gaps")
+        } catch {
+            throw fail(error)
+        }
+    }
+}
