@@ -66,6 +66,20 @@ public enum TestSupport {
         }
     }
 
+    /// Runs a system tool (ffprobe, ffmpeg, ...) to completion.
+    public static func runTool(_ path: String, _ arguments: [String]) async throws -> Outcome {
+        let r = try await Subprocess.run(.path(FilePath(path)), arguments: Arguments(arguments),
+                                         output: .string(limit: 64 << 20), error: .string(limit: 1 << 20))
+        return outcome(r.terminationStatus, r.standardOutput, r.standardError)
+    }
+
+    /// Runs a system tool and returns its standard output as bytes (e.g. decoded raw video).
+    public static func toolBytes(_ path: String, _ arguments: [String]) async throws -> [UInt8] {
+        let r = try await Subprocess.run(.path(FilePath(path)), arguments: Arguments(arguments),
+                                         output: .bytes(limit: 1 << 30), error: .discarded)
+        return r.standardOutput
+    }
+
     /// Runs one of the package's executables to completion.
     public static func run(_ product: String, _ arguments: [String], as identity: Identity? = nil,
                            input: String? = nil) async throws -> Outcome {

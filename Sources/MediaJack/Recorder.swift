@@ -16,6 +16,8 @@ public final class Recorder {
     public private(set) var frames = 0
     public private(set) var bytes = 0
     public private(set) var skippedBeforeKeyframe = 0
+    /// Streams this container cannot store (e.g. PCM audio in MP4), skipped with a note.
+    public private(set) var rejectedStreams: [String] = []
 
     public init(path: String) throws(MediaError) {
         self.path = path
@@ -42,8 +44,12 @@ public final class Recorder {
     @discardableResult
     public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard !started, indexOf[id] == nil else { return false }
-        guard let desc = avcodec_descriptor_get_by_name(d.codec == "rawvideo" ? "rawvideo" : d.codec),
-              let st = avformat_new_stream(context, nil) else { return false }
+        guard let desc = avcodec_descriptor_get_by_name(d.codec),
+              avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL) == 1 else {
+            rejectedStreams.append("\(d.kind.rawValue) \(d.codec)")
+            return false
+        }
+        guard let st = avformat_new_stream(context, nil) else { return false }
         let par = st.pointee.codecpar!
         par.pointee.codec_type = d.kind == .video ? AVMEDIA_TYPE_VIDEO : AVMEDIA_TYPE_AUDIO
         par.pointee.codec_id = desc.pointee.id

@@ -33,7 +33,11 @@ struct Record: ParsableCommand {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
-                    if kinds.contains(d.kind.rawValue), recorder.add(stream: id, d) { open.insert(id) }
+                    if kinds.contains(d.kind.rawValue) {
+                        if recorder.add(stream: id, d) { open.insert(id) } else {
+                            FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
+                        }
+                    }
                 case .frame(let h, let payload, _):
                     guard open.contains(h.stream) else { continue }
                     _ = try payload.withUnsafeBytes { b throws(MediaError) in try recorder.write(stream: h.stream, h, payload: b) }

@@ -1,0 +1,123 @@
+import Foundation
+import Glibc
+import IPNTestSupport
+import MediaJack
+import MediaWire
+import XCTest
+@testable import IPNBus
+
+/// Real publishers and recorders as separate processes; every file checked with real ffprobe/ffmpeg.
+final class MediaJackTests: XCTestCase {
+    var dir = ""
+    var bus = ""
+    var holder: IPNSocket?
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe"), "ffprobe missing: scripts/setup installs it")
+        PolicyRegistry.register(MediaPolicy.self)
+        dir = try TestSupport.makeDirectory(name)
+        bus = dir + "/cam"
+        let h = IPNSocket(policy: "media")
+        h.options.mtu = 4 << 20
+        h.options.queueLength = 256
+        try h.bind(bus)
+        holder = h
+    }
+    override func tearDown() {
+        holder?.close()
+        TestSupport.removeDirectory(dir)
+    }
+
+    func tool(_ path: String, _ args: [String]) async throws -> TestSupport.Outcome {
+        try await TestSupport.runTool(path, args)
+    }
+
+    /// `ffmpeg -v error -i FILE -f null -` prints nothing for a clean file.
+    func assertDecodesCleanly(_ file: String, line: UInt = #line) async throws {
+        let r = try await tool("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-f", "null", "-"])
+        XCTAssertEqual(r.exitCode, 0, "\(r)", line: line)
+        XCTAssertEqual(r.standardError, "", "decoding \(file) reported errors", line: line)
+    }
+
+    func probe(_ file: String) async throws -> [[String: String]] {
+        let r = try await tool("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-show_entries",
+                                                   "stream=codec_type,codec_name,width,height,nb_read_frames,sample_rate", "-of", "compact", file])
+        return r.standardOutput.split(separator: "\n").map { line in
+            Dictionary(line.split(separator: "|").dropFirst().compactMap { kv -> (String, String)? in
+                let p = kv.split(separator: "=", maxSplits: 1)
+                return p.count == 2 ? (String(p[0]), String(p[1])) : nil
+            }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    /// Frame numbers read back from the barcode of every decoded picture.
+    func barcodes(_ file: String, width: Int = 640, height: Int = 360) async throws -> [UInt32?] {
+        let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        let size = width * height
+        return stride(from: 0, to: bytes.count - size + 1, by: size).map { o in
+            bytes[o..<(o + size)].withUnsafeBytes { TestPattern.read(luma: $0, stride: width, width: width, height: height)?.frame }
+        }
+    }
+
+    func testARecordingOfVideoAndAudioDecodesCleanlyWithTheExpectedStreams() async throws {
+        let out = dir + "/out.mkv"
+        let bus = self.bus
+        async let video = TestSupport.run("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25", "--frames", "150"])
+        async let audio = TestSupport.run("mediajack", ["publish", "test:audio", bus, "--frames", "300"])
+        let up = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "2" }
+        XCTAssertTrue(up)
+        let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "3"])
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        _ = try await (video, audio)
+        try await assertDecodesCleanly(out)
+        let streams = try await probe(out)
+        let v = try XCTUnwrap(streams.first { $0["codec_type"] == "video" }, "\(streams)")
+        XCTAssertEqual(v["codec_name"], "h264")
+        XCTAssertEqual(v["width"], "640")
+        XCTAssertEqual(v["height"], "360")
+        let frames = Int(v["nb_read_frames"] ?? "") ?? 0
+        XCTAssertTrue((74...76).contains(frames), "3 s at 25 fps, got \(frames)")
+        let a = try XCTUnwrap(streams.first { $0["codec_type"] == "audio" }, "\(streams)")
+        XCTAssertEqual(a["codec_name"], "pcm_s16le")
+        XCTAssertEqual(a["sample_rate"], "48000")
+    }
+
+    func testALateRecorderStartsAtTheCachedKeyframeWithConsecutiveFrames() async throws {
+        let out = dir + "/late.mkv"
+        let bus = self.bus
+        _ = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "50", "--frames", "200"]) { _ in
+            // 3.5 s into a stream with a 2 s GOP: the recorder joins mid-GOP.
+            try await Task.sleep(nanoseconds: 3_500_000_000)
+            let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "2"])
+            XCTAssertEqual(record.exitCode, 0, "\(record)")
+            return ((), true)
+        }
+        try await assertDecodesCleanly(out)
+        let numbers = try await barcodes(out)
+        XCTAssertFalse(numbers.isEmpty)
+        XCTAssertFalse(numbers.contains(nil), "every picture carries a readable barcode")
+        let n = numbers.compactMap { $0 }
+        XCTAssertEqual(n.first.map { $0 % 50 }, 0, "the file starts at a keyframe: the cached GOP's first frame (\(n.first ?? 0))")
+        XCTAssertEqual(n, Array(n.first!..<(n.first! + UInt32(n.count))), "consecutive frame numbers")
+        XCTAssertLessThan(n.first!, 88, "it started from the cached GOP, not from the next keyframe")
+    }
+
+    func testAPublisherKilledMidStreamLeavesAValidFile() async throws {
+        let out = dir + "/killed.ts"
+        let bus = self.bus
+        let (recording, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25"]) { publisher in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            let (_, record) = try await TestSupport.with("mediajack", ["record", bus, out]) { _ in
+                try await Task.sleep(nanoseconds: 2_000_000_000)
+                kill(publisher, SIGKILL)  // the recorder must see end of stream and finish on its own
+                return ((), false)
+            }
+            return (record, false)
+        }
+        XCTAssertEqual(recording.exitCode, 0, "\(recording)")
+        XCTAssertTrue(recording.standardOutput.contains("recorded"), "\(recording)")
+        try await assertDecodesCleanly(out)
+        let streams = try await probe(out)
+        XCTAssertEqual(streams.first?["codec_name"], "h264")
+    }
+}
