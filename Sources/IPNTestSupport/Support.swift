@@ -80,19 +80,36 @@ public enum TestSupport {
         return r.standardOutput
     }
 
-    /// Runs one of the package's executables to completion.
+    /// Runs one of the package's executables to completion; a child still running after `timeout`
+    /// seconds is killed (so a hung child fails its test instead of hanging the run).
     public static func run(_ product: String, _ arguments: [String], as identity: Identity? = nil,
-                           input: String? = nil) async throws -> Outcome {
+                           input: String? = nil, timeout: Double = 120) async throws -> Outcome {
         let (exe, args) = command(product, arguments, as: identity)
-        let r = try await Subprocess.run(.path(FilePath(exe)), arguments: Arguments(args),
-                                         input: .string(input ?? ""),
-                                         output: .string(limit: 16 << 20), error: .string(limit: 1 << 20))
+        let r = try await Subprocess.run(Configuration(executable: .path(FilePath(exe)), arguments: Arguments(args)),
+                                         input: .string(input ?? ""), output: .string(limit: 16 << 20),
+                                         error: .string(limit: 1 << 20)) { execution in
+            await watchdog(execution.processIdentifier.value, seconds: timeout)
+        }
         return outcome(r.terminationStatus, r.standardOutput, r.standardError)
     }
 
+    /// Waits until `pid` ends, killing it after `seconds`.
+    static func watchdog(_ pid: Int32, seconds: Double) async {
+        let end = Date().addingTimeInterval(seconds)
+        while isAlive(pid) {
+            if Date() >= end {
+                kill(pid, SIGKILL)
+                FileHandle.standardError.write(Data("test support: killed pid \(pid) after \(seconds) s\n".utf8))
+                return
+            }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
     /// Runs an executable while `body` works with its pid; `body` must make it end (or return
-    /// `true` to have it killed with SIGKILL). Output is collected.
-    public static func with<T: Sendable>(_ product: String, _ arguments: [String], as identity: Identity? = nil,
+    /// `true` to have it killed with SIGKILL). A child still running `timeout` seconds after `body`
+    /// returned is killed. Output is collected.
+    public static func with<T: Sendable>(_ product: String, _ arguments: [String], as identity: Identity? = nil, timeout: Double = 60,
                                          _ body: @Sendable (Int32) async throws -> (result: T, kill: Bool)) async throws -> (T, Outcome) {
         let (exe, args) = command(product, arguments, as: identity)
         let r = try await Subprocess.run(Configuration(executable: .path(FilePath(exe)), arguments: Arguments(args)),
@@ -100,7 +117,7 @@ public enum TestSupport {
             let pid = execution.processIdentifier.value
             do {
                 let (value, kill) = try await body(pid)
-                if kill { try? execution.send(signal: .kill) }
+                if kill { try? execution.send(signal: .kill) } else { await watchdog(pid, seconds: timeout) }
                 return Result<T, any Error>.success(value)
             } catch {
                 try? execution.send(signal: .kill)

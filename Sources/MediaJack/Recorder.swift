@@ -45,7 +45,8 @@ public final class Recorder {
     public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard !started, indexOf[id] == nil else { return false }
         guard let desc = avcodec_descriptor_get_by_name(d.codec),
-              avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL) == 1 else {
+              // 1: supported, 0: not; negative: this muxer cannot tell (MPEG-TS), so try.
+              avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL) != 0 else {
             rejectedStreams.append("\(d.kind.rawValue) \(d.codec)")
             return false
         }

@@ -44,7 +44,7 @@ struct Record: ParsableCommand {
                     if let duration, recorder.duration >= duration { ended = true }
                 case .endOfStream(let id):
                     open.remove(id)
-                    if open.isEmpty && recorder.hasStreams { ended = true }
+                    if open.isEmpty { ended = true }
                 }
                 line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, consumer.gaps,
                                  Double(recorder.bytes) / 1e6))
