@@ -52,7 +52,7 @@ final class MediaJackTests: XCTestCase {
 
     /// Frame numbers read back from the barcode of every decoded picture.
     func barcodes(_ file: String, width: Int = 640, height: Int = 360) async throws -> [UInt32?] {
-        let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-map", "0:v", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-map", "0:v", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
         let size = width * height
         return stride(from: 0, to: bytes.count - size + 1, by: size).map { o in
             bytes[o..<(o + size)].withUnsafeBytes { TestPattern.read(luma: $0, stride: width, width: width, height: height)?.frame }
@@ -119,5 +119,70 @@ final class MediaJackTests: XCTestCase {
         try await assertDecodesCleanly(out)
         let streams = try await probe(out)
         XCTAssertEqual(streams.first?["codec_name"], "h264")
+    }
+
+    func testAStoppedRecorderResumesAtAKeyframeWhileTheOthersSeeNoGap() async throws {
+        holder?.close()  // a bus with short queues, so the stopped consumer overflows quickly
+        TestSupport.removeDirectory(dir)
+        dir = try TestSupport.makeDirectory(name)
+        bus = dir + "/cam"
+        let h = IPNSocket(policy: "media")
+        h.options.mtu = 4 << 20
+        h.options.queueLength = 32
+        try h.bind(bus)
+        holder = h
+        let bus = self.bus, dir = self.dir
+        let (recorders, publisher) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25", "--frames", "250"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            let (slowOutcome, healthyOutcome) = try await TestSupport.with("mediajack", ["record", bus, dir + "/healthy.mkv"]) { _ in
+                let (_, slow) = try await TestSupport.with("mediajack", ["record", bus, dir + "/slow.mkv"]) { slowPID in
+                    try await Task.sleep(nanoseconds: 1_500_000_000)
+                    kill(slowPID, SIGSTOP)
+                    try await Task.sleep(nanoseconds: 5_000_000_000)
+                    kill(slowPID, SIGCONT)
+                    return ((), false)  // both recorders end at the publisher's end of stream
+                }
+                return (slow, false)
+            }
+            return ((slowOutcome, healthyOutcome), false)
+        }
+        XCTAssertTrue(publisher.standardOutput.contains("published 250 frames"), "the publisher kept its pace: \(publisher)")
+        let (slow, healthy) = recorders
+        XCTAssertEqual(healthy.exitCode, 0, "\(healthy)")
+        XCTAssertEqual(slow.exitCode, 0, "\(slow)")
+        XCTAssertTrue(healthy.standardOutput.contains("; 0 gaps"), "\(healthy)")
+        XCTAssertFalse(slow.standardOutput.contains("; 0 gaps"), "the stopped recorder reports its loss: \(slow)")
+        try await assertDecodesCleanly(dir + "/healthy.mkv")
+        try await assertDecodesCleanly(dir + "/slow.mkv")
+        let healthyFrames = try await barcodes(dir + "/healthy.mkv").compactMap { $0 }
+        XCTAssertEqual(healthyFrames, Array(healthyFrames.first!..<(healthyFrames.first! + UInt32(healthyFrames.count))), "no gap for the other consumer")
+        let slowFrames = try await barcodes(dir + "/slow.mkv").compactMap { $0 }
+        let jump = try XCTUnwrap(zip(slowFrames, slowFrames.dropFirst()).first { $1 != $0 + 1 }, "the stopped recorder lost frames")
+        XCTAssertEqual(jump.1 % 25, 0, "it resumed at a keyframe (frame \(jump.1)), never mid-GOP")
+    }
+
+    func testKilledConsumersLeaveNothingBehindOnTheBus() async throws {
+        let bus = self.bus, dir = self.dir
+        let hostPID = try Bus.status(bus).hostPID
+        _ = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25"]) { _ in
+            // Steady state first: the publisher's pool exists once its first large frame went out.
+            _ = await TestSupport.eventually { (try? Bus.status(bus).nodes.contains { $0.sentMessages > 10 }) == true }
+            try await Task.sleep(nanoseconds: 500_000_000)  // the status connections above are closed by now
+            let baseline = TestSupport.openDescriptors(hostPID)
+            let shm = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm").count) ?? 0
+            for i in 0..<10 {
+                _ = try await TestSupport.with("mediajack", ["record", bus, dir + "/k\(i).mkv"]) { _ in
+                    try await Task.sleep(nanoseconds: 300_000_000)
+                    return ((), true)
+                }
+            }
+            try await Task.sleep(nanoseconds: 300_000_000)
+            let settled = await TestSupport.eventually { TestSupport.openDescriptors(hostPID) == baseline }
+            XCTAssertTrue(settled, "host descriptors back to \(baseline): \(TestSupport.openDescriptors(hostPID))")
+            XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm").count) ?? 0, shm)
+            let remaining = try Bus.status(bus).nodes.count
+            XCTAssertEqual(remaining, 2, "the holder and the publisher remain")
+            return ((), true)
+        }
     }
 }
