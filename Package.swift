@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "ipn-bench",
             dependencies: [
-                "IPNBus", "CIPNSys",
+                "IPNBus", "CIPNSys", "MediaWire",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -25,6 +25,8 @@ enum ControlMessage: Codable, Equatable {
         var inode: UInt64
         var persistent: Bool?
         var busDescription: String?
+        /// Opaque to the host: handed to the policy with the joining node (e.g. "join=next-keyframe").
+        var policyParameters: String?
     }
 
     struct Join: Codable, Equatable {
@@ -32,6 +34,7 @@ enum ControlMessage: Codable, Equatable {
         var wantSend: Bool
         var wantMembership: Bool
         var description: String
+        var policyParameters: String?
     }
 
     /// Sent with four descriptors when a node joins: inbox, outbox, node wake eventfd, host doorbell.

@@ -166,6 +166,7 @@ public final class Host {
             fds.forEach(Sys.close)
             greet(node, hello)
         case .join(let j) where node.greeted && node.isBound && !node.joined:
+            node.policyParameters = String((j.policyParameters ?? "").utf8.prefix(256)) ?? ""
             join(node, wantReceive: j.wantReceive, wantSend: j.wantSend, membership: j.wantMembership, description: j.description)
         case .shutdown(let read, let write) where node.joined:
             if read { node.canReceive = false }
@@ -189,6 +190,7 @@ public final class Host {
     private func greet(_ node: HostNode, _ hello: ControlMessage.Hello) {
         node.greeted = true
         node.description = String(hello.description.utf8.prefix(128)) ?? ""
+        node.policyParameters = String((hello.policyParameters ?? "").utf8.prefix(256)) ?? ""
         guard hello.version == ControlMessage.version else {
             fail(node, .badRequest, "control protocol version \(hello.version) is not \(ControlMessage.version)")
             return drop(node)

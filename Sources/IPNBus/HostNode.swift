@@ -20,6 +20,7 @@ final class HostNode {
     var canReceive = false
     var wantMembership = false
     var description = ""
+    var policyParameters = ""
 
     // Data plane, present once joined.
     var inboxMemory: SharedMemory?
@@ -67,7 +68,7 @@ final class HostNode {
     }
 
     var isMember: Bool { isBound || joined }
-    var policyNode: PolicyNode { PolicyNode(id: id, canReceive: canReceive, canSend: canSend) }
+    var policyNode: PolicyNode { PolicyNode(id: id, canReceive: canReceive, canSend: canSend, parameters: policyParameters) }
 
     /// Messages waiting in the inbox (by the node's cursor, clamped if the node scribbled on it).
     var queued: Int {

@@ -26,6 +26,8 @@ public final class IPNSocket: @unchecked Sendable {
     public var description = ""
     /// IPN_SO_WANT_OOB_NUMNODES: receive `.membership` notices when readers/writers change.
     public var wantsMembership = false
+    /// Handed to the bus's policy when this node joins (e.g. "join=next-keyframe" for `media`).
+    public var policyParameters = ""
 
     public private(set) var path: String?
     public private(set) var rights: Rights = []
@@ -155,7 +157,7 @@ public final class IPNSocket: @unchecked Sendable {
     public func connect(_ path: String? = nil) throws(IPNError) {
         guard !isConnected else { throw .alreadyConnected }
         let join = ControlMessage.Join(wantReceive: !shutRead, wantSend: !shutWrite, wantMembership: wantsMembership,
-                                       description: description)
+                                       description: description, policyParameters: policyParameters)
         let reply: ControlMessage
         if isBound {
             if let path, BusAddress.absolute(path) != self.path { throw .alreadyConnected }
@@ -199,7 +201,7 @@ public final class IPNSocket: @unchecked Sendable {
         let hello = ControlMessage.Hello(version: ControlMessage.version, intent: intent, policy: requestedPolicy,
                                          wantReceive: !shutRead, wantSend: !shutWrite, wantMembership: wantsMembership,
                                          description: description, creatorToken: token,
-                                         device: address.device, inode: address.inode)
+                                         device: address.device, inode: address.inode, policyParameters: policyParameters)
         do {
             try channel.send(.hello(hello))
             return try awaitReply()

@@ -3,6 +3,8 @@ public struct PolicyNode: Sendable, Hashable {
     public let id: UInt32
     public let canReceive: Bool
     public let canSend: Bool
+    /// What the node asked of the policy when it joined (`IPNSocket.policyParameters`).
+    public let parameters: String
 }
 
 /// One message offered to a policy: its sender and its bytes (readable only during `route`).

@@ -20,12 +20,11 @@ public final class MediaConsumer: @unchecked Sendable {
     public init(bus path: String, joinAtNextKeyframe: Bool = false, description: String = "consumer") throws(IPNError) {
         socket = IPNSocket()
         socket.description = description
+        // Said in the join itself, so no GOP replay is ever requested for this consumer.
+        if joinAtNextKeyframe { socket.policyParameters = MediaPolicy.joinAtNextKeyframe }
         try socket.connect(path)
         guard socket.busOptions?.policy == MediaPolicy.name else {
             throw .policyMismatch(path: path, bus: socket.busOptions?.policy ?? "?", requested: MediaPolicy.name)
-        }
-        if joinAtNextKeyframe && socket.canSend {
-            try socket.send(MediaMessage.encodeConsumerOptions(receivesMedia: true, joinAtNextKeyframe: true))
         }
     }
 

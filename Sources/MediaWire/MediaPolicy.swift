@@ -14,6 +14,8 @@ import IPNBus
 /// - a publisher that leaves or dies ends its streams: every consumer gets end-of-stream.
 public final class MediaPolicy: Policy {
     public static let name = "media"
+    /// Join parameter: skip the cached GOP, start at the next live keyframe.
+    public static let joinAtNextKeyframe = "join=next-keyframe"
 
     enum Serving: Equatable { case live, awaitingKeyframe, awaitingReplay }
 
@@ -41,9 +43,10 @@ public final class MediaPolicy: Policy {
 
     public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool {
         var consumer = Consumer()
+        consumer.joinAtNextKeyframe = node.parameters.split(separator: " ").contains { $0 == Self.joinAtNextKeyframe }
         for (id, s) in streams.sorted(by: { $0.key < $1.key }) {
             actions.inject(s.description, to: node.id)
-            if s.isVideo && !s.allKeyframes {
+            if s.isVideo && !s.allKeyframes && !consumer.joinAtNextKeyframe {
                 consumer.serving[id] = .awaitingReplay
                 actions.inject(MediaMessage.encodeReplayRequest(stream: id, target: node.id), to: s.owner)
             } else if s.isVideo {

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import Histogram
 import IPNBus
+import MediaWire
 
 /// ipn-bench: hub fan-out on a real bus against baselines measured in the same run.
 @main
@@ -19,6 +20,7 @@ struct Bench: ParsableCommand {
             """)
 
     @Flag(help: "Fewer messages per case (a smoke run).") var quick = false
+    @Flag(inversion: .prefixedNo, help: "Also measure raw 1080p frames through the media policy and late-join time.") var media = true
     @Option(help: "Receiver counts, comma separated.") var receivers = "1,2,4,8"
     @Option(help: "Message sizes in bytes, comma separated.") var sizes = "64,1500,65536,4194304"
 
@@ -68,6 +70,7 @@ struct Bench: ParsableCommand {
         }
         let idle = try measureBusLatency(receivers: 1, size: 64)
         print(String(format: "  publish->receive latency at 1000 msg/s, 64 B: p50 %.1f µs, p99 %.1f µs (target p99 <= 100)", idle.p50, idle.p99))
+        if media { try MediaBench.run(quick: quick) }
     }
 
     func messageCount(_ size: Int) -> Int {
@@ -120,8 +123,13 @@ func measureMemcpy() -> Double {
 }
 
 final class Box<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T {
+        get { lock.withLock { v } }
+        set { lock.withLock { v = newValue } }
+    }
 }
 
 /// A bus in a temporary directory with `receivers` receiving nodes (threads of this process; the
