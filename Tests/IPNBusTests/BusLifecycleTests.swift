@@ -92,6 +92,21 @@ final class BusLifecycleTests: XCTestCase {
         XCTAssertEqual(status.nodes.count, 0, "the bus outlived its last node")
     }
 
+    func testABusRefusesNodesBeyondItsSize() throws {
+        let path = dir + "/small"
+        let bus = IPNSocket()
+        bus.options.maxNodes = 2
+        try bus.bind(path)
+        try bus.connect()
+        let second = IPNSocket()
+        try second.connect(path)
+        XCTAssertThrowsError(try IPNSocket().connect(path)) { error in
+            XCTAssertTrue("\(error)".contains("is full (2 nodes)"), "\(error)")
+        }
+        second.close()
+        XCTAssertTrue(TestSupport.eventually { (try? IPNSocket().connect(path)) != nil }, "a freed place can be taken again")
+    }
+
     func testErrorsNameTheirCause() async throws {
         let path = dir + "/bus"
         let bus = IPNSocket(policy: "hub")

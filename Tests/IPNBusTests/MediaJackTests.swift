@@ -185,4 +185,24 @@ final class MediaJackTests: XCTestCase {
             return ((), true)
         }
     }
+
+    func testCtrlCFinalisesAnMJPEGRecording() async throws {
+        let bus = self.bus, out = dir + "/mjpeg.mkv"
+        _ = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "mjpeg", "--size", "320x240"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            let (_, record) = try await TestSupport.with("mediajack", ["record", bus, out]) { recorder in
+                try await Task.sleep(nanoseconds: 2_000_000_000)
+                kill(recorder, SIGINT)  // what Ctrl-C does
+                return ((), false)
+            }
+            XCTAssertEqual(record.exitCode, 0, "\(record)")
+            return ((), true)
+        }
+        try await assertDecodesCleanly(out)
+        let v = try await probe(out).first { $0["codec_type"] == "video" }
+        XCTAssertEqual(v?["codec_name"], "mjpeg")
+        XCTAssertGreaterThan(Int(v?["nb_read_frames"] ?? "") ?? 0, 20)
+        let numbers = try await barcodes(out, width: 320, height: 240).compactMap { $0 }
+        XCTAssertEqual(numbers, Array(numbers.first!..<(numbers.first! + UInt32(numbers.count))), "every picture readable, in order")
+    }
 }
