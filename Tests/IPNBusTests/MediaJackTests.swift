@@ -16,10 +16,16 @@ final class MediaJackTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe"), "ffprobe missing: scripts/setup installs it")
         PolicyRegistry.register(MediaPolicy.self)
         dir = try TestSupport.makeDirectory(name)
-        bus = dir + "/cam"
+        try makeBus(queue: 256)
+    }
+
+    /// (Re)creates the test's media bus at `bus`, held by `holder`.
+    func makeBus(queue: Int) throws {
+        holder?.close()
+        bus = dir + "/cam\(queue)"
         let h = IPNSocket(policy: "media")
         h.options.mtu = 4 << 20
-        h.options.queueLength = 256
+        h.options.queueLength = queue
         try h.bind(bus)
         holder = h
     }
@@ -122,15 +128,7 @@ final class MediaJackTests: XCTestCase {
     }
 
     func testAStoppedRecorderResumesAtAKeyframeWhileTheOthersSeeNoGap() async throws {
-        holder?.close()  // a bus with short queues, so the stopped consumer overflows quickly
-        TestSupport.removeDirectory(dir)
-        dir = try TestSupport.makeDirectory(name)
-        bus = dir + "/cam"
-        let h = IPNSocket(policy: "media")
-        h.options.mtu = 4 << 20
-        h.options.queueLength = 32
-        try h.bind(bus)
-        holder = h
+        try makeBus(queue: 32)  // short queues, so the stopped consumer overflows quickly
         let bus = self.bus, dir = self.dir
         let (recorders, publisher) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25", "--frames", "250"]) { _ in
             _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
