@@ -18,6 +18,9 @@ public final class Recorder {
     public private(set) var skippedBeforeKeyframe = 0
     /// Streams this container cannot store (e.g. PCM audio in MP4), skipped with a note.
     public private(set) var rejectedStreams: [String] = []
+    /// Encoders for raw streams, by stream id, and the first pts of each (encoder frame index origin).
+    private var encoders: [UInt32: VideoEncoder] = [:]
+    private var rawFrames: [UInt32: [Int64: FrameHeader]] = [:]
 
     public init(path: String) throws(MediaError) {
         self.path = path
@@ -44,6 +47,22 @@ public final class Recorder {
     @discardableResult
     public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard !started, indexOf[id] == nil else { return false }
+        if d.codec == "rawvideo" {
+            // Raw pictures are encoded once here (H.264), so the file stays small and playable.
+            guard d.pixelFormat == "yuv420p", let w = d.width, let h = d.height,
+                  let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: d.frameRateNumerator ?? 25,
+                                                  gop: 2 * (d.frameRateNumerator ?? 25), bitrate: 4_000_000) else {
+                rejectedStreams.append("raw video in \(d.pixelFormat ?? "an unknown format") (yuv420p can be encoded)")
+                return false
+            }
+            var encoded = d
+            encoded.codec = "h264"
+            encoded.extradata = encoder.extradata
+            encoded.allKeyframes = false
+            guard add(stream: id, encoded) else { return false }
+            encoders[id] = encoder
+            return true
+        }
         guard let desc = avcodec_descriptor_get_by_name(d.codec),
               // 1: supported, 0: not; negative: this muxer cannot tell (MPEG-TS), so try.
               avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL) != 0 else {
@@ -88,6 +107,33 @@ public final class Recorder {
     /// decodable; returns whether the frame was written.
     @discardableResult
     public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
+        if let encoder = encoders[id] { return try encodeRaw(stream: id, h, payload: payload, encoder) }
+        return try writePacket(stream: id, h, payload: payload)
+    }
+
+    /// Encodes one raw I420 picture and writes what the encoder gives back.
+    private func encodeRaw(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ encoder: VideoEncoder) throws(MediaError) -> Bool {
+        let w = encoder.width, hgt = encoder.height
+        guard payload.count >= w * hgt * 3 / 2 else { return false }
+        let index = Int64(h.sequence)
+        rawFrames[id, default: [:]][index] = h
+        let packets = try encoder.encode(index: index) { planes in
+            let sizes = [(w, hgt, 0), (w / 2, hgt / 2, w * hgt), (w / 2, hgt / 2, w * hgt + w * hgt / 4)]
+            for (plane, (pw, ph, offset)) in zip(planes, sizes) {
+                for y in 0..<ph { (plane.0 + y * plane.1).update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset + y * pw, count: pw) }
+            }
+        }
+        var wrote = false
+        for p in packets {
+            guard var original = rawFrames[id]?.removeValue(forKey: p.index) else { continue }
+            original.flags = p.keyframe ? .keyframe : []
+            let result = p.bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: id, original, payload: b) } }
+            if try result.get() { wrote = true }
+        }
+        return wrote
+    }
+
+    private func writePacket(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
         guard let index = indexOf[id] else { return false }
         let st = context.pointee.streams[Int(index)]!
         let isVideo = st.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO
@@ -134,6 +180,12 @@ public final class Recorder {
     /// Writes the trailer and closes the file. Safe to call twice.
     public func finish() {
         guard started else { return }
+        for (id, encoder) in encoders {
+            for p in (try? encoder.flush()) ?? [] {
+                guard let original = rawFrames[id]?.removeValue(forKey: p.index) else { continue }
+                _ = p.bytes.withUnsafeBytes { b in try? writePacket(stream: id, original, payload: b) }
+            }
+        }
         av_write_trailer(context)
         if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
         started = false

@@ -203,4 +203,24 @@ final class MediaJackTests: XCTestCase {
         let numbers = try await barcodes(out, width: 320, height: 240).compactMap { $0 }
         XCTAssertEqual(numbers, Array(numbers.first!..<(numbers.first! + UInt32(numbers.count))), "every picture readable, in order")
     }
+
+    func testRawPicturesAreEncodedOnceByTheRecorder() async throws {
+        let bus = self.bus, out = dir + "/raw.mp4"
+        let publish = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "none", "--size", "320x240", "--frames", "150"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "2"])
+            XCTAssertEqual(record.exitCode, 0, "\(record)")
+            let listing = try await TestSupport.run("mediajack", ["ls", (bus as NSString).deletingLastPathComponent])
+            XCTAssertTrue(listing.standardOutput.contains("media  "), "\(listing)")
+            XCTAssertTrue(listing.standardOutput.contains("video"), "\(listing)")
+            return ((), true)
+        }
+        _ = publish
+        try await assertDecodesCleanly(out)
+        let v = try await probe(out).first { $0["codec_type"] == "video" }
+        XCTAssertEqual(v?["codec_name"], "h264")
+        let numbers = try await barcodes(out, width: 320, height: 240).compactMap { $0 }
+        XCTAssertTrue((49...51).contains(numbers.count), "2 s at 25 fps: \(numbers.count)")
+        XCTAssertEqual(numbers, Array(numbers.first!..<(numbers.first! + UInt32(numbers.count))))
+    }
 }
