@@ -21,6 +21,9 @@ public final class Recorder {
     /// Encoders for raw streams, by stream id, and the first pts of each (encoder frame index origin).
     private var encoders: [UInt32: VideoEncoder] = [:]
     private var rawFrames: [UInt32: [Int64: FrameHeader]] = [:]
+    /// Audio that arrived before the first video keyframe, until that keyframe decides where the file starts.
+    private var pending: [(UInt32, FrameHeader, [UInt8])] = []
+    private var pendingBytes = 0
 
     public init(path: String) throws(MediaError) {
         self.path = path
@@ -139,12 +142,25 @@ public final class Recorder {
         let isVideo = st.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO
         if origin == nil {
             // The file begins with a video keyframe (or with anything, when there is no video).
+            // Audio arriving first is kept (a few seconds at most): it may belong after that keyframe.
             if hasVideo && !(isVideo && h.flags.contains(.keyframe)) {
-                skippedBeforeKeyframe += 1
+                if !isVideo && pendingBytes < 16 << 20 {
+                    pending.append((id, h, Array(payload)))
+                    pendingBytes += payload.count
+                } else {
+                    skippedBeforeKeyframe += 1
+                }
                 return false
             }
             origin = h.pts
             try start()
+            let early = pending
+            pending.removeAll()
+            for (pid, ph, bytes) in early where ph.pts >= h.pts {
+                let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: pid, ph, payload: b) } }
+                _ = try r.get()
+            }
+            skippedBeforeKeyframe += early.filter { $0.1.pts < h.pts }.count
         }
         let relative = h.pts - origin!
         guard relative >= 0 else { return false }  // from before the file began

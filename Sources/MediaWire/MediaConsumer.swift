@@ -41,6 +41,7 @@ public final class MediaConsumer: @unchecked Sendable {
                 streams[id] = d
                 return .streamAdded(stream: id, epoch: epoch, d)
             case .frame(let h, let offset):
+                if h.flags.contains(.replay) && m.bytes.count <= offset { continue }  // "nothing to replay" marker
                 return .frame(h, payload: Array(m.bytes[offset...]), discontinuity: m.afterGap || h.flags.contains(.discontinuity))
             case .endOfStream(let id, _):
                 return .endOfStream(stream: id)

@@ -45,8 +45,9 @@ public enum MediaMessage: Sendable, Equatable {
     /// A frame; `payloadOffset` is where its bytes start in the message.
     case frame(FrameHeader, payloadOffset: Int)
     case endOfStream(stream: UInt32, epoch: UInt32)
-    /// From the bus to a publisher: replay the cached GOP of `stream` to `target`.
-    case replayRequest(stream: UInt32, target: UInt32)
+    /// From the bus to a publisher: replay `stream` to `target`: a video stream's cached GOP, an audio
+    /// stream's periods from `since` (the replayed video keyframe's pts, so the joiner starts in sync).
+    case replayRequest(stream: UInt32, target: UInt32, since: Int64?)
     /// From a consumer to the bus: how it wants to be served.
     case consumerOptions(receivesMedia: Bool, joinAtNextKeyframe: Bool)
 
@@ -95,7 +96,7 @@ public enum MediaMessage: Sendable, Equatable {
             return .endOfStream(stream: u32(8), epoch: u32(12))
         case .replayRequest:
             guard b.count >= 16 else { throw .truncated(b.count) }
-            return .replayRequest(stream: u32(8), target: u32(12))
+            return .replayRequest(stream: u32(8), target: u32(12), since: b.count >= 24 ? i64(16) : nil)
         case .consumerOptions:
             guard b.count >= 10 else { throw .truncated(b.count) }
             return .consumerOptions(receivesMedia: b[8] != 0, joinAtNextKeyframe: b[9] != 0)
@@ -121,8 +122,8 @@ public enum MediaMessage: Sendable, Equatable {
         prefix(.endOfStream) + le(stream) + le(epoch)
     }
 
-    public static func encodeReplayRequest(stream: UInt32, target: UInt32) -> [UInt8] {
-        prefix(.replayRequest) + le(stream) + le(target)
+    public static func encodeReplayRequest(stream: UInt32, target: UInt32, since: Int64? = nil) -> [UInt8] {
+        prefix(.replayRequest) + le(stream) + le(target) + (since.map { le($0) } ?? [])
     }
 
     public static func encodeConsumerOptions(receivesMedia: Bool, joinAtNextKeyframe: Bool) -> [UInt8] {

@@ -25,6 +25,8 @@ public final class MediaPolicy: Policy {
         var isVideo: Bool
         var allKeyframes: Bool
         var description: [UInt8]
+        /// pts of the last live keyframe (video): where a replayed GOP starts.
+        var lastKeyframe: Int64?
     }
 
     struct Consumer {
@@ -44,6 +46,10 @@ public final class MediaPolicy: Policy {
     public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool {
         var consumer = Consumer()
         consumer.joinAtNextKeyframe = node.parameters.split(separator: " ").contains { $0 == Self.joinAtNextKeyframe }
+        // Audio is replayed from where the replayed video starts, so a late joiner starts in sync.
+        let replayedVideo = consumer.joinAtNextKeyframe ? [] :
+            streams.values.filter { $0.isVideo && !$0.allKeyframes }.compactMap(\.lastKeyframe)
+        let audioSince = replayedVideo.min()
         for (id, s) in streams.sorted(by: { $0.key < $1.key }) {
             actions.inject(s.description, to: node.id)
             if s.isVideo && !s.allKeyframes && !consumer.joinAtNextKeyframe {
@@ -51,6 +57,9 @@ public final class MediaPolicy: Policy {
                 actions.inject(MediaMessage.encodeReplayRequest(stream: id, target: node.id), to: s.owner)
             } else if s.isVideo {
                 consumer.serving[id] = .awaitingKeyframe
+            } else if let since = audioSince {
+                consumer.serving[id] = .awaitingReplay
+                actions.inject(MediaMessage.encodeReplayRequest(stream: id, target: node.id, since: since), to: s.owner)
             }
         }
         consumers[node.id] = consumer
@@ -102,17 +111,34 @@ public final class MediaPolicy: Policy {
         case .frame(let h, _):
             guard let s = streams[h.stream] else { return reject("frame for undescribed stream \(h.stream)") }
             guard s.owner == sender else { return reject("frame for stream \(h.stream), which node \(sender) does not own") }
-            routeFrame(h, stream: s, from: sender, into: &recipients)
+            if s.isVideo && h.flags.contains(.keyframe) && !h.flags.contains(.replay) { streams[h.stream]!.lastKeyframe = h.pts }
+            routeFrame(h, stream: s, from: sender, empty: message.bytes.count <= MediaMessage.frameHeaderSize, into: &recipients)
         }
         return .deliver
     }
 
-    private func routeFrame(_ h: FrameHeader, stream s: Stream, from sender: UInt32, into recipients: inout Recipients) {
+    private func routeFrame(_ h: FrameHeader, stream s: Stream, from sender: UInt32, empty: Bool, into recipients: inout Recipients) {
         let replayed = h.flags.contains(.replay)
         for r in recipients.receivers where r != sender {
             guard var c = consumers[r], c.receivesMedia else { continue }
             if replayed && h.target != r { continue }
-            guard s.isVideo else { recipients.add(r); continue }
+            if replayed && empty {
+                // The publisher had nothing to replay: video waits for a live keyframe, audio goes live.
+                if c.serving[h.stream] == .awaitingReplay { c.serving[h.stream] = s.isVideo ? .awaitingKeyframe : .live }
+                consumers[r] = c
+                continue
+            }
+            guard s.isVideo else {
+                switch c.serving[h.stream] ?? .live {
+                case .awaitingReplay:
+                    if replayed { recipients.add(r) } else { c.withheld += 1 }
+                    if replayed && h.flags.contains(.replayEnd) { c.serving[h.stream] = .live }
+                    consumers[r] = c
+                case .live, .awaitingKeyframe:
+                    if !replayed { recipients.add(r) }
+                }
+                continue
+            }
             switch c.serving[h.stream] ?? .live {
             case .live:
                 if replayed { continue }  // a replay for a consumer that is already live: never twice

@@ -15,8 +15,10 @@ public final class MediaPublisher: @unchecked Sendable {
     private var descriptions: [UInt32: StreamDescription] = [:]
     private var sequences: [UInt32: UInt64] = [:]
     public let epoch: UInt32
-    /// Per compressed video stream: the frames since its last keyframe (header, payload).
+    /// Per compressed video stream: the frames since its last keyframe (header, payload). Per audio
+    /// stream: the last `audioHistory` nanoseconds of periods.
     private var gop: [UInt32: [(FrameHeader, [UInt8])]] = [:]
+    public var audioHistory: Int64 = 5_000_000_000
     public private(set) var replaysServed = 0
 
     public init(bus path: String, description: String = "publisher") throws(IPNError) {
@@ -51,16 +53,21 @@ public final class MediaPublisher: @unchecked Sendable {
         let header = FrameHeader(stream: stream, flags: flags, sequence: sequence, pts: pts, dts: pts,
                                  captureTime: captureTime ?? Self.wallClock(), duration: duration, epoch: epoch)
         let cacheGOP = d.kind == .video && !d.allKeyframes
+        let cacheAudio = d.kind == .audio && audioHistory > 0
         var cached: [UInt8] = []
         try socket.send(length: MediaMessage.frameHeaderSize + payloadLength) { out in
             MediaMessage.writeFrameHeader(header, into: out)
             let payload = UnsafeMutableRawBufferPointer(rebasing: out[MediaMessage.frameHeaderSize...])
             fill(payload)
-            if cacheGOP { cached = Array(payload) }
+            if cacheGOP || cacheAudio { cached = Array(payload) }
         }
         if cacheGOP {
             if flags.contains(.keyframe) { gop[stream] = [] }
             gop[stream, default: []].append((header, cached))
+        } else if cacheAudio {
+            gop[stream, default: []].append((header, cached))
+            let horizon = header.pts - audioHistory
+            if let first = gop[stream]!.firstIndex(where: { $0.0.pts >= horizon }), first > 64 { gop[stream]!.removeFirst(first) }
         }
     }
 
@@ -74,8 +81,17 @@ public final class MediaPublisher: @unchecked Sendable {
     /// Answers replay requests the bus sent (non-blocking). Called before every frame.
     public func serviceRequests() throws(IPNError) {
         while let m = try socket.receive(nonBlocking: true) {
-            guard m.sender == 0, case .replayRequest(let stream, let target)? = try? MediaMessage.decode(m.bytes) else { continue }
-            let frames = gop[stream] ?? []
+            guard m.sender == 0, case .replayRequest(let stream, let target, let since)? = try? MediaMessage.decode(m.bytes) else { continue }
+            var frames = gop[stream] ?? []
+            if let since { frames = frames.filter { $0.0.pts + $0.0.duration > since } }
+            if frames.isEmpty, let d = descriptions[stream] {
+                // Nothing to replay: say so with an empty replay end, so the consumer is not kept waiting.
+                let marker = FrameHeader(stream: stream, flags: [.replay, .replayEnd], sequence: 0, pts: 0, dts: 0, captureTime: 0,
+                                         duration: 0, epoch: epoch, target: target)
+                _ = d
+                try socket.send(length: MediaMessage.frameHeaderSize) { MediaMessage.writeFrameHeader(marker, into: $0) }
+                continue
+            }
             for (i, (h, payload)) in frames.enumerated() {
                 var r = h
                 r.flags.insert(.replay)

@@ -223,4 +223,37 @@ final class MediaJackTests: XCTestCase {
         XCTAssertTrue((49...51).contains(numbers.count), "2 s at 25 fps: \(numbers.count)")
         XCTAssertEqual(numbers, Array(numbers.first!..<(numbers.first! + UInt32(numbers.count))))
     }
+
+    /// First packet time of each stream kind in a file, from ffprobe.
+    func firstPacketTimes(_ file: String) async throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        for kind in ["v", "a"] {
+            let r = try await tool("/usr/bin/ffprobe", ["-v", "error", "-select_streams", kind, "-show_entries", "packet=pts_time",
+                                                       "-read_intervals", "%+#1", "-of", "csv=p=0", file])
+            if let t = r.standardOutput.split(separator: "\n").first.flatMap({ Double($0) }) { out[kind] = t }
+        }
+        return out
+    }
+
+    func testALateRecorderOfTwoPublishersStartsAudioAndVideoTogether() async throws {
+        let bus = self.bus, out = dir + "/av.mkv"
+        let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "50", "--frames", "250"]) { _ in
+            let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:audio", bus, "--frames", "500"]) { _ in
+                _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "2" }
+                try await Task.sleep(nanoseconds: 3_000_000_000)  // mid-GOP
+                let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "3"])
+                return (record, true)
+            }
+            return (record, true)
+        }
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        try await assertDecodesCleanly(out)
+        let t = try await firstPacketTimes(out)
+        let video = try XCTUnwrap(t["v"], "\(t)"), audio = try XCTUnwrap(t["a"], "\(t)")
+        // Within one audio period (20 ms) and one frame interval (40 ms), though the video starts at the
+        // replayed keyframe up to 2 s in the past.
+        XCTAssertLessThanOrEqual(abs(audio - video), 0.06, "video starts at \(video) s, audio at \(audio) s")
+        let numbers = try await barcodes(out).compactMap { $0 }
+        XCTAssertEqual(numbers.first.map { $0 % 50 }, 0, "video starts at the cached keyframe")
+    }
 }
