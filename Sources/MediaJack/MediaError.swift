@@ -9,7 +9,7 @@ public enum MediaError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .unknownSource(let s): return "unknown source '\(s)' (known: test:video, test:audio)"
+        case .unknownSource(let s): return "unknown source '\(s)' (known: test:video, test:audio, file:PATH)"
         case .unsupported(let s): return s
         case .codec(let call, let code): return "\(call) failed: \(Self.text(code))"
         case .output(let p, let r): return "cannot write \(p): \(r)"

@@ -152,26 +152,26 @@ public final class Recorder {
                 }
                 return false
             }
-            origin = h.pts
+            origin = min(h.pts, h.dts)  // with B-frames the first keyframe decodes before it shows
             try start()
             let early = pending
             pending.removeAll()
-            for (pid, ph, bytes) in early where ph.pts >= h.pts {
+            for (pid, ph, bytes) in early where ph.pts >= origin! {
                 let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: pid, ph, payload: b) } }
                 _ = try r.get()
             }
-            skippedBeforeKeyframe += early.filter { $0.1.pts < h.pts }.count
+            skippedBeforeKeyframe += early.filter { $0.1.pts < origin! }.count
         }
         let relative = h.pts - origin!
         guard relative >= 0 else { return false }  // from before the file began
-        lastPTS = max(lastPTS, h.pts + h.duration)
+        lastPTS = max(lastPTS, h.dts + h.duration)  // decode order: B-frames show later than they arrive
         let ns = AVRational(num: 1, den: 1_000_000_000)
         let tb = st.pointee.time_base
         guard av_new_packet(packet, Int32(payload.count)) >= 0 else { throw .output(path: path, reason: "out of memory") }
         if payload.count > 0 { packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count) }
         packet.pointee.stream_index = index
         packet.pointee.pts = av_rescale_q(relative, ns, tb)
-        packet.pointee.dts = packet.pointee.pts
+        packet.pointee.dts = av_rescale_q(h.dts - origin!, ns, tb)
         packet.pointee.duration = av_rescale_q(h.duration, ns, tb)
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
         let r = av_interleaved_write_frame(context, packet)

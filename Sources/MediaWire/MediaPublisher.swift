@@ -42,7 +42,7 @@ public final class MediaPublisher: @unchecked Sendable {
     }
 
     /// Publishes one frame: `payloadLength` bytes written in place by `fill` (zero-copy for large ones).
-    public func publish(stream: UInt32, flags: FrameFlags, pts: Int64, duration: Int64, captureTime: Int64? = nil,
+    public func publish(stream: UInt32, flags: FrameFlags, pts: Int64, dts: Int64? = nil, duration: Int64, captureTime: Int64? = nil,
                         payloadLength: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(IPNError) {
         try serviceRequests()
         guard let d = descriptions[stream] else { throw .invalidOption("stream \(stream) was not added") }
@@ -50,7 +50,7 @@ public final class MediaPublisher: @unchecked Sendable {
         if d.allKeyframes { flags.insert(.keyframe) }
         let sequence = sequences[stream, default: 0]
         sequences[stream] = sequence + 1
-        let header = FrameHeader(stream: stream, flags: flags, sequence: sequence, pts: pts, dts: pts,
+        let header = FrameHeader(stream: stream, flags: flags, sequence: sequence, pts: pts, dts: dts ?? pts,
                                  captureTime: captureTime ?? Self.wallClock(), duration: duration, epoch: epoch)
         let cacheGOP = d.kind == .video && !d.allKeyframes
         let cacheAudio = d.kind == .audio && audioHistory > 0

@@ -9,11 +9,12 @@ struct Publish: ParsableCommand {
         abstract: "Publish a source onto a media bus (creating the bus if needed).",
         discussion: """
             Sources: test:video (a moving picture with the frame number and capture time as a block barcode), \
-            test:audio (a 997 Hz tone, 48 kHz stereo, 20 ms periods). Video is encoded once (--encode h264 or \
-            mjpeg) or published raw (--encode none, I420).
+            test:audio (a 997 Hz tone, 48 kHz stereo, 20 ms periods), file:PATH (any file libavformat reads, its \
+            packets passed through untouched and paced in real time; --loop repeats it). Test video is encoded \
+            once (--encode h264 or mjpeg) or published raw (--encode none, I420).
             """)
 
-    @Argument(help: "Source: test:video or test:audio.") var source: String
+    @Argument(help: "Source: test:video, test:audio or file:PATH.") var source: String
     @Argument(help: "Path of the bus.") var bus: String
     @Option(help: "h264, mjpeg or none.") var encode = "h264"
     @Option(help: "Picture size WxH.") var size = "640x360"
@@ -21,6 +22,7 @@ struct Publish: ParsableCommand {
     @Option(help: "Keyframe interval in frames.") var gop = 50
     @Option(help: "Bitrate in bits per second (h264).") var bitrate = 1_500_000
     @Option(help: "Stop after this many frames (or audio periods).") var frames: Int?
+    @Flag(help: "file: sources start again at their end.") var loop = false
 
     func validate() throws {
         guard ["h264", "mjpeg", "none"].contains(encode) else { throw ValidationError("--encode must be h264, mjpeg or none") }
@@ -53,6 +55,10 @@ struct Publish: ParsableCommand {
             case "test:audio":
                 let n = try TestSource.runAudio(on: publisher, periodLimit: frames, shouldStop: { stopRequested.load(ordering: .relaxed) })
                 print("published \(n) audio periods")
+            case let s where s.hasPrefix("file:"):
+                let file = try FileSource(path: String(s.dropFirst(5)))
+                let n = try file.run(on: publisher, loop: loop, shouldStop: { stopRequested.load(ordering: .relaxed) })
+                print("published \(n) packets from \(file.path)")
             default:
                 throw MediaError.unknownSource(source)
             }

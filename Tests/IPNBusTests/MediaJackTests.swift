@@ -256,4 +256,26 @@ final class MediaJackTests: XCTestCase {
         let numbers = try await barcodes(out).compactMap { $0 }
         XCTAssertEqual(numbers.first.map { $0 % 50 }, 0, "video starts at the cached keyframe")
     }
+
+    func testAFileIsPublishedLikeALiveCameraAndLoops() async throws {
+        let bus = self.bus, input = dir + "/in.mp4", out = dir + "/from-file.mkv"
+        // A real file with B-frames and AAC, made by ffmpeg itself.
+        let make = try await tool("/usr/bin/ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi",
+                                                     "-i", "sine=frequency=440:sample_rate=48000", "-t", "2", "-c:v", "libx264", "-g", "25",
+                                                     "-pix_fmt", "yuv420p", "-c:a", "aac", input])
+        XCTAssertEqual(make.exitCode, 0, "\(make)")
+        let (record, _) = try await TestSupport.with("mediajack", ["publish", "file:" + input, bus, "--loop"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "2" }
+            let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "4.5"])
+            return (record, true)
+        }
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        try await assertDecodesCleanly(out)
+        let streams = try await probe(out)
+        let v = try XCTUnwrap(streams.first { $0["codec_type"] == "video" })
+        XCTAssertEqual(v["codec_name"], "h264", "passed through, not re-encoded")
+        let frames = Int(v["nb_read_frames"] ?? "") ?? 0
+        XCTAssertTrue((108...116).contains(frames), "4.5 s of a looping 2 s file at 25 fps: \(frames) frames")
+        XCTAssertEqual(streams.first { $0["codec_type"] == "audio" }?["codec_name"], "aac")
+    }
 }
