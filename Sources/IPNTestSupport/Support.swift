@@ -52,8 +52,9 @@ public enum TestSupport {
         }
     }
 
+    /// `product` is one of the package's executables, or an absolute path of a system tool.
     static func command(_ product: String, _ arguments: [String], as identity: Identity?) -> (String, [String]) {
-        let exe = self.product(product)
+        let exe = product.hasPrefix("/") ? product : self.product(product)
         guard let identity else { return (exe, arguments) }
         let groups = identity.groups.isEmpty ? ["--clear-groups"] : ["--groups=" + identity.groups.map(String.init).joined(separator: ",")]
         return ("/usr/bin/setpriv", ["--reuid=\(identity.uid)", "--regid=\(identity.gid)"] + groups + [exe] + arguments)

@@ -18,6 +18,15 @@ struct Record: ParsableCommand {
     @Option(help: "Stop after this many seconds of media.") var duration: Double?
     @Option(help: "Which kinds to record: video, audio or video,audio.") var streams = "video,audio"
     @Flag(help: "Wait for the next live keyframe instead of the replayed GOP.") var nextKeyframe = false
+    @Option(name: .customLong("lossless-buffer"),
+            help: "Never lose a frame while the output lags by less than this (e.g. 10s or 256MiB); past it, drop loudly until the next keyframe.")
+    var losslessBuffer: String?
+
+    func validate() throws {
+        if let losslessBuffer, ConsumerBuffer.Bound(losslessBuffer) == nil {
+            throw ValidationError("--lossless-buffer takes seconds (10s) or a size (256MiB, 1GiB), not '\(losslessBuffer)'")
+        }
+    }
 
     func run() throws {
         installStopHandlers()
@@ -25,12 +34,16 @@ struct Record: ParsableCommand {
         let kinds = Set(streams.split(separator: ",").map(String.init))
         do {
             let consumer = try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe, description: "mediajack record \(output)")
+            let buffer = losslessBuffer.flatMap(ConsumerBuffer.Bound.init).map { bound in
+                ConsumerBuffer(consumer, bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
+            }
+            defer { buffer?.stop() }
             let recorder = try Recorder(path: output)
             var line = ProgressLine()
             var open: Set<UInt32> = []
             var ended = false
             while !stopRequested.load(ordering: .relaxed) && !ended {
-                guard let event = try consumer.next(timeout: 0.2) else { continue }
+                guard let event = try buffer.map({ b throws(IPNError) in try b.next(timeout: 0.2) }) ?? consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
                     if kinds.contains(d.kind.rawValue) {
@@ -51,7 +64,8 @@ struct Record: ParsableCommand {
             }
             recorder.finish()
             line.end()
-            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(output); \(consumer.gaps) gaps")
+            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(output); \(consumer.gaps) gaps"
+                  + (buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? ""))
         } catch {
             throw fail(error)
         }

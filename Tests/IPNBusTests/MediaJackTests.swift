@@ -278,4 +278,45 @@ final class MediaJackTests: XCTestCase {
         XCTAssertTrue((108...116).contains(frames), "4.5 s of a looping 2 s file at 25 fps: \(frames) frames")
         XCTAssertEqual(streams.first { $0["codec_type"] == "audio" }?["codec_name"], "aac")
     }
+
+    /// Records into a FIFO whose reader is stopped for 3 s: a disk that stalls.
+    func recordThroughAStallingOutput(buffer: String) async throws -> (TestSupport.Outcome, [UInt32]) {
+        try makeBus(queue: 16)
+        let bus = self.bus, fifo = dir + "/out-\(buffer).ts", file = dir + "/stalled-\(buffer).ts"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25", "--frames", "175"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            let (record, _) = try await TestSupport.with("/bin/sh", ["-c", "exec cat \"$0\" > \"$1\"", fifo, file]) { reader in
+                let (_, record) = try await TestSupport.with("mediajack", ["record", bus, fifo, "--lossless-buffer", buffer]) { _ in
+                    try await Task.sleep(nanoseconds: 1_500_000_000)
+                    kill(reader, SIGSTOP)  // the "disk" stalls for 3 s
+                    try await Task.sleep(nanoseconds: 3_000_000_000)
+                    kill(reader, SIGCONT)
+                    return ((), false)  // the recorder ends at the publisher's end of stream
+                }
+                return (record, false)
+            }
+            return (record, false)
+        }
+        try await assertDecodesCleanly(file)
+        return (record, try await barcodes(file).compactMap { $0 })
+    }
+
+    func testALosslessBufferRidesOutAStallingDisk() async throws {
+        let (record, frames) = try await recordThroughAStallingOutput(buffer: "64MiB")
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        XCTAssertTrue(record.standardOutput.contains("; 0 gaps; buffer peak"), "\(record)")
+        XCTAssertTrue(record.standardOutput.contains(" 0 dropped"), "\(record)")
+        XCTAssertFalse(record.standardError.contains("WARNING"), "\(record)")
+        XCTAssertEqual(frames, Array(frames.first!..<(frames.first! + UInt32(frames.count))), "not one frame lost")
+        XCTAssertEqual(frames.last, 174, "up to the publisher's last frame")
+    }
+
+    func testPastItsBoundTheBufferDropsLoudlyAndResumesAtAKeyframe() async throws {
+        let (record, frames) = try await recordThroughAStallingOutput(buffer: "1s")
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        XCTAssertTrue(record.standardError.contains("WARNING: the output is slower than the stream"), "\(record)")
+        let jump = try XCTUnwrap(zip(frames, frames.dropFirst()).first { $1 != $0 + 1 }, "frames were dropped")
+        XCTAssertEqual(jump.1 % 25, 0, "resumed at a keyframe (\(jump.1))")
+    }
 }
