@@ -44,6 +44,8 @@ public final class Recorder {
     }
 
     public var hasStreams: Bool { !indexOf.isEmpty }
+    /// The header is written: no stream can be added any more.
+    public var hasStarted: Bool { started || origin != nil }
 
     /// Adds a stream before the first frame is written. Returns false for what this container or
     /// this build cannot store (the stream is then skipped).
@@ -184,6 +186,12 @@ public final class Recorder {
 
     private var hasVideo: Bool {
         (0..<Int(context.pointee.nb_streams)).contains { context.pointee.streams[$0]!.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO }
+    }
+
+    /// Seconds from the start of this file to the frame `h` (half its duration tolerated: capture
+    /// timestamps jitter), nil before the file started.
+    public func position(of h: FrameHeader) -> Double? {
+        origin.map { Double(h.dts - $0 + h.duration / 2) / 1e9 }
     }
 
     /// Seconds of media written so far.

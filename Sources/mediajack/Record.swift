@@ -18,6 +18,9 @@ struct Record: ParsableCommand {
     @Option(help: "Stop after this many seconds of media.") var duration: Double?
     @Option(help: "Which kinds to record: video, audio or video,audio.") var streams = "video,audio"
     @Flag(help: "Wait for the next live keyframe instead of the replayed GOP.") var nextKeyframe = false
+    @Option(help: "Start a new file every this many seconds (cut at a keyframe): OUT-000.mkv, OUT-001.mkv, ...") var segment: Double?
+    @Flag(help: "Keep recording when the publisher ends: a publisher that comes back continues the file (same parameters) or starts a new segment.")
+    var follow = false
     @Option(name: .customLong("lossless-buffer"),
             help: "Never lose a frame while the output lags by less than this (e.g. 10s or 256MiB); past it, drop loudly until the next keyframe.")
     var losslessBuffer: String?
@@ -38,33 +41,36 @@ struct Record: ParsableCommand {
                 ConsumerBuffer(consumer, bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
             }
             defer { buffer?.stop() }
-            let recorder = try Recorder(path: output)
+            let recorder = try SegmentedRecorder(output: output, segmentSeconds: segment)
             var line = ProgressLine()
             var open: Set<UInt32> = []
             var ended = false
             while !stopRequested.load(ordering: .relaxed) && !ended {
-                guard let event = try buffer.map({ b throws(IPNError) in try b.next(timeout: 0.2) }) ?? consumer.next(timeout: 0.2) else { continue }
+                let next: MediaEvent?
+                if let buffer { next = try buffer.next(timeout: 0.2) } else { next = try consumer.next(timeout: 0.2) }
+                guard let event = next else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
                     if kinds.contains(d.kind.rawValue) {
-                        if recorder.add(stream: id, d) { open.insert(id) } else {
+                        if try recorder.add(stream: id, d) { open.insert(id) } else {
                             FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
                         }
                     }
                 case .frame(let h, let payload, _):
                     guard open.contains(h.stream) else { continue }
-                    _ = try payload.withUnsafeBytes { b throws(MediaError) in try recorder.write(stream: h.stream, h, payload: b) }
+                    try recorder.write(stream: h.stream, h, bytes: payload)
                     if let duration, recorder.duration >= duration { ended = true }
                 case .endOfStream(let id):
                     open.remove(id)
-                    if open.isEmpty { ended = true }
+                    recorder.endOfStream(id)
+                    if open.isEmpty && !follow { ended = true }
                 }
                 line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, consumer.gaps,
                                  Double(recorder.bytes) / 1e6))
             }
             recorder.finish()
             line.end()
-            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(output); \(consumer.gaps) gaps"
+            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(consumer.gaps) gaps"
                   + (buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? ""))
         } catch {
             throw fail(error)

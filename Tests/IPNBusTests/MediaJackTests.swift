@@ -319,4 +319,44 @@ final class MediaJackTests: XCTestCase {
         let jump = try XCTUnwrap(zip(frames, frames.dropFirst()).first { $1 != $0 + 1 }, "frames were dropped")
         XCTAssertEqual(jump.1 % 25, 0, "resumed at a keyframe (\(jump.1))")
     }
+
+    func testSegmentsAreCutAtKeyframesWithoutLosingAFrame() async throws {
+        let bus = self.bus, out = dir + "/seg.mkv"
+        let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25", "--frames", "250"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            return (try await TestSupport.run("mediajack", ["record", bus, out, "--segment", "2", "--duration", "6"]), true)
+        }
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        var all: [UInt32] = []
+        for i in 0..<3 {
+            let file = dir + String(format: "/seg-%03d.mkv", i)
+            try await assertDecodesCleanly(file)
+            let frames = try await barcodes(file).compactMap { $0 }
+            XCTAssertEqual(frames.first.map { $0 % 25 }, 0, "segment \(i) starts at a keyframe")
+            XCTAssertTrue((49...51).contains(frames.count), "segment \(i): about 2 s, \(frames.count) frames")
+            all += frames
+        }
+        XCTAssertEqual(all, Array(all.first!..<(all.first! + UInt32(all.count))), "no frame lost between segments")
+    }
+
+    func testAFollowingRecorderContinuesAnEqualComebackAndSegmentsAChangedOne() async throws {
+        let bus = self.bus, out = dir + "/follow.mkv"
+        let (_, record) = try await TestSupport.with("mediajack", ["record", bus, out, "--follow"]) { recorder in
+            for size in ["640x360", "640x360", "320x240"] {  // the publisher ends and comes back, then changes
+                let p = try await TestSupport.run("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25",
+                                                                "--size", size, "--frames", "50"])
+                XCTAssertEqual(p.exitCode, 0, "\(p)")
+            }
+            try await Task.sleep(nanoseconds: 500_000_000)
+            kill(recorder, SIGINT)
+            return ((), false)
+        }
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        try await assertDecodesCleanly(out)
+        try await assertDecodesCleanly(dir + "/follow-001.mkv")
+        let first = try await barcodes(out).compactMap { $0 }
+        XCTAssertEqual(first, Array(0..<50) + Array(0..<50), "two epochs of equal parameters continue one file")
+        let second = try await barcodes(dir + "/follow-001.mkv", width: 320, height: 240).compactMap { $0 }
+        XCTAssertEqual(second, Array(0..<50), "changed parameters start a new segment")
+    }
 }
