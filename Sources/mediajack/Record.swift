@@ -16,7 +16,8 @@ struct Record: ParsableCommand {
     @Argument(help: "Path of the bus.") var bus: String
     @Argument(help: "Output file: .mkv, .mp4 or .ts.") var output: String
     @Option(help: "Stop after this many seconds of media.") var duration: Double?
-    @Option(help: "Which kinds to record: video, audio or video,audio.") var streams = "video,audio"
+    @Option(help: "Which streams to record: kinds (video, audio) and/or stream ids as `mediajack ls` shows them, comma separated.")
+    var streams = "video,audio"
     @Flag(help: "Wait for the next live keyframe instead of the replayed GOP.") var nextKeyframe = false
     @Option(help: "Start a new file every this many seconds (cut at a keyframe): OUT-000.mkv, OUT-001.mkv, ...") var segment: Double?
     @Flag(help: "Keep recording when the publisher ends: a publisher that comes back continues the file (same parameters) or starts a new segment.")
@@ -51,7 +52,7 @@ struct Record: ParsableCommand {
                 guard let event = next else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
-                    if kinds.contains(d.kind.rawValue) {
+                    if kinds.contains(d.kind.rawValue) || kinds.contains(String(id)) {
                         if try recorder.add(stream: id, d) { open.insert(id) } else {
                             FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
                         }
