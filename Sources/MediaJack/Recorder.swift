@@ -21,6 +21,7 @@ public final class Recorder {
     /// Encoders for raw streams, by stream id, and the first pts of each (encoder frame index origin).
     private var encoders: [UInt32: VideoEncoder] = [:]
     private var rawFrames: [UInt32: [Int64: FrameHeader]] = [:]
+    private var audioEncoders: [UInt32: AudioEncoder] = [:]
     /// Audio that arrived before the first video keyframe, until that keyframe decides where the file starts.
     private var pending: [(UInt32, FrameHeader, [UInt8])] = []
     private var pendingBytes = 0
@@ -52,6 +53,21 @@ public final class Recorder {
     @discardableResult
     public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard !started, indexOf[id] == nil else { return false }
+        let container = String(cString: context.pointee.oformat.pointee.name)
+        if d.kind == .audio, d.codec == "pcm_s16le", container == "mp4" || container == "mpegts" {
+            // MP4 and MPEG-TS cannot hold PCM: encode it to AAC here.
+            guard let encoder = try? AudioEncoder(sampleRate: d.sampleRate ?? 48_000, channels: d.channels ?? 2) else {
+                rejectedStreams.append("audio \(d.codec) (no AAC encoder)")
+                return false
+            }
+            var encoded = d
+            encoded.codec = "aac"
+            encoded.sampleFormat = "fltp"
+            encoded.extradata = encoder.extradata
+            guard add(stream: id, encoded) else { return false }
+            audioEncoders[id] = encoder
+            return true
+        }
         if d.codec == "rawvideo" {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable.
             guard d.pixelFormat == "yuv420p", let w = d.width, let h = d.height,
@@ -113,6 +129,13 @@ public final class Recorder {
     @discardableResult
     public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
         if let encoder = encoders[id] { return try encodeRaw(stream: id, h, payload: payload, encoder) }
+        if let encoder = audioEncoders[id] {
+            if origin == nil && hasVideo {
+                // Until the file starts at a video keyframe, keep the raw periods (see `pending`).
+                return try writePacket(stream: id, h, payload: payload)
+            }
+            return try writeAudio(stream: id, try encoder.encode(s16: payload, pts: h.pts), template: h)
+        }
         return try writePacket(stream: id, h, payload: payload)
     }
 
@@ -138,6 +161,17 @@ public final class Recorder {
         return wrote
     }
 
+    private func writeAudio(stream id: UInt32, _ packets: [AudioEncoder.Packet], template: FrameHeader) throws(MediaError) -> Bool {
+        var wrote = false
+        for p in packets {
+            var h = template
+            h.pts = p.pts; h.dts = p.pts; h.duration = p.duration; h.flags = .keyframe
+            let r = p.bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: id, h, payload: b) } }
+            if try r.get() { wrote = true }
+        }
+        return wrote
+    }
+
     private func writePacket(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
         guard let index = indexOf[id] else { return false }
         let st = context.pointee.streams[Int(index)]!
@@ -159,7 +193,7 @@ public final class Recorder {
             let early = pending
             pending.removeAll()
             for (pid, ph, bytes) in early where ph.pts >= origin! {
-                let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: pid, ph, payload: b) } }
+                let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try write(stream: pid, ph, payload: b) } }
                 _ = try r.get()
             }
             skippedBeforeKeyframe += early.filter { $0.1.pts < origin! }.count
@@ -204,6 +238,12 @@ public final class Recorder {
     /// Writes the trailer and closes the file. Safe to call twice.
     public func finish() {
         guard started else { return }
+        for (id, encoder) in audioEncoders {
+            if let packets = try? encoder.flush() {
+                _ = try? writeAudio(stream: id, packets, template: FrameHeader(stream: id, flags: .keyframe, sequence: 0, pts: 0, dts: 0,
+                                                                             captureTime: 0, duration: 0, epoch: 0))
+            }
+        }
         for (id, encoder) in encoders {
             for p in (try? encoder.flush()) ?? [] {
                 guard let original = rawFrames[id]?.removeValue(forKey: p.index) else { continue }

@@ -230,7 +230,7 @@ final class MediaJackTests: XCTestCase {
         for kind in ["v", "a"] {
             let r = try await tool("/usr/bin/ffprobe", ["-v", "error", "-select_streams", kind, "-show_entries", "packet=pts_time",
                                                        "-read_intervals", "%+#1", "-of", "csv=p=0", file])
-            if let t = r.standardOutput.split(separator: "\n").first.flatMap({ Double($0) }) { out[kind] = t }
+            if let t = r.standardOutput.split(separator: "\n").first?.split(separator: ",").first.flatMap({ Double($0) }) { out[kind] = t }
         }
         return out
     }
@@ -358,5 +358,29 @@ final class MediaJackTests: XCTestCase {
         XCTAssertEqual(first, Array(0..<50) + Array(0..<50), "two epochs of equal parameters continue one file")
         let second = try await barcodes(dir + "/follow-001.mkv", width: 320, height: 240).compactMap { $0 }
         XCTAssertEqual(second, Array(0..<50), "changed parameters start a new segment")
+    }
+
+    func testMP4AndMPEGTSGetAACAudioEncodedFromPCM() async throws {
+        let bus = self.bus, dir = self.dir
+        _ = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25"]) { _ in
+            let (_, _) = try await TestSupport.with("mediajack", ["publish", "test:audio", bus]) { _ in
+                _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "2" }
+                async let mp4 = TestSupport.run("mediajack", ["record", bus, dir + "/av.mp4", "--duration", "2"])
+                async let ts = TestSupport.run("mediajack", ["record", bus, dir + "/av.ts", "--duration", "2"])
+                let (a, b) = try await (mp4, ts)
+                XCTAssertEqual(a.exitCode, 0, "\(a)")
+                XCTAssertEqual(b.exitCode, 0, "\(b)")
+                return ((), true)
+            }
+            return ((), true)
+        }
+        for file in [dir + "/av.mp4", dir + "/av.ts"] {
+            try await assertDecodesCleanly(file)
+            let streams = try await probe(file)
+            XCTAssertEqual(streams.first { $0["codec_type"] == "video" }?["codec_name"], "h264", file)
+            XCTAssertEqual(streams.first { $0["codec_type"] == "audio" }?["codec_name"], "aac", file)
+            let t = try await firstPacketTimes(file)
+            XCTAssertLessThanOrEqual(abs((t["a"] ?? 99) - (t["v"] ?? 0)), 0.07, "\(file): \(t)")
+        }
     }
 }

@@ -1,0 +1,113 @@
+import CMedia
+import MediaWire
+
+/// Encodes interleaved signed 16-bit PCM to AAC, for containers that cannot hold PCM (MP4,
+/// MPEG-TS). Periods of any size go in; AAC frames of the encoder's size come out, timed from the
+/// first sample's bus timestamp.
+public final class AudioEncoder {
+    let context: UnsafeMutablePointer<AVCodecContext>
+    let frame: UnsafeMutablePointer<AVFrame>
+    let packet: UnsafeMutablePointer<AVPacket>
+    public let sampleRate: Int
+    public let channels: Int
+    private var pending: [[Float]]
+    private var samplesSent: Int64 = 0
+    private var origin: Int64?
+
+    public struct Packet {
+        public var bytes: [UInt8]
+        public var pts: Int64
+        public var duration: Int64
+    }
+
+    public init(sampleRate: Int, channels: Int, bitrate: Int = 128_000) throws(MediaError) {
+        guard let c = avcodec_find_encoder(AV_CODEC_ID_AAC) else { throw .unsupported("this libavcodec has no AAC encoder") }
+        guard let ctx = avcodec_alloc_context3(c), let f = av_frame_alloc(), let p = av_packet_alloc() else {
+            throw .unsupported("out of memory allocating an encoder")
+        }
+        context = ctx; frame = f; packet = p
+        self.sampleRate = sampleRate
+        self.channels = channels
+        pending = Array(repeating: [], count: channels)
+        ctx.pointee.sample_fmt = AV_SAMPLE_FMT_FLTP
+        ctx.pointee.sample_rate = Int32(sampleRate)
+        av_channel_layout_default(&ctx.pointee.ch_layout, Int32(channels))
+        ctx.pointee.bit_rate = Int64(bitrate)
+        ctx.pointee.time_base = AVRational(num: 1, den: Int32(sampleRate))
+        ctx.pointee.flags |= cm_codec_flag_global_header()
+        try MediaError.check("avcodec_open2(aac)", avcodec_open2(ctx, c, nil))
+    }
+
+    deinit {
+        var c: UnsafeMutablePointer<AVCodecContext>? = context
+        avcodec_free_context(&c)
+        var f: UnsafeMutablePointer<AVFrame>? = frame
+        av_frame_free(&f)
+        var p: UnsafeMutablePointer<AVPacket>? = packet
+        av_packet_free(&p)
+    }
+
+    public var extradata: [UInt8] {
+        guard let e = context.pointee.extradata, context.pointee.extradata_size > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: e, count: Int(context.pointee.extradata_size)))
+    }
+
+    var frameSize: Int { max(1, Int(context.pointee.frame_size)) }
+
+    /// Adds one period of interleaved s16 samples taken at `pts` (bus nanoseconds).
+    public func encode(s16 payload: UnsafeRawBufferPointer, pts: Int64) throws(MediaError) -> [Packet] {
+        if origin == nil { origin = pts }
+        let samples = payload.count / 2 / channels
+        for i in 0..<samples {
+            for ch in 0..<channels {
+                let v = Int16(littleEndian: payload.loadUnaligned(fromByteOffset: (i * channels + ch) * 2, as: Int16.self))
+                pending[ch].append(Float(v) / 32768)
+            }
+        }
+        var out: [Packet] = []
+        while pending[0].count >= frameSize { out += try sendFrame(count: frameSize) }
+        return out
+    }
+
+    /// Encodes what is left and drains the encoder.
+    public func flush() throws(MediaError) -> [Packet] {
+        var out: [Packet] = []
+        if !pending[0].isEmpty { out += try sendFrame(count: pending[0].count) }
+        _ = avcodec_send_frame(context, nil)
+        out += try drain()
+        return out
+    }
+
+    private func sendFrame(count: Int) throws(MediaError) -> [Packet] {
+        av_frame_unref(frame)
+        frame.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
+        frame.pointee.sample_rate = Int32(sampleRate)
+        frame.pointee.nb_samples = Int32(count)
+        _ = av_channel_layout_copy(&frame.pointee.ch_layout, &context.pointee.ch_layout)
+        try MediaError.check("av_frame_get_buffer", av_frame_get_buffer(frame, 0))
+        for ch in 0..<channels {
+            let plane = UnsafeMutableRawPointer(cm_frame_plane(frame, Int32(ch))!).assumingMemoryBound(to: Float.self)
+            pending[ch].withUnsafeBufferPointer { plane.update(from: $0.baseAddress!, count: count) }
+            pending[ch].removeFirst(count)
+        }
+        frame.pointee.pts = samplesSent
+        samplesSent += Int64(count)
+        try MediaError.check("avcodec_send_frame", avcodec_send_frame(context, frame))
+        return try drain()
+    }
+
+    private func drain() throws(MediaError) -> [Packet] {
+        var out: [Packet] = []
+        while true {
+            let r = avcodec_receive_packet(context, packet)
+            if r == cm_error_again() || r == cm_error_eof() { break }
+            try MediaError.check("avcodec_receive_packet", r)
+            let rate = Int64(sampleRate)
+            out.append(Packet(bytes: Array(UnsafeBufferPointer(start: packet.pointee.data, count: Int(packet.pointee.size))),
+                              pts: (origin ?? 0) + packet.pointee.pts * 1_000_000_000 / rate,
+                              duration: Int64(packet.pointee.duration) * 1_000_000_000 / rate))
+            av_packet_unref(packet)
+        }
+        return out
+    }
+}
