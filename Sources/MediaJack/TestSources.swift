@@ -10,6 +10,7 @@ public enum TestSource {
         public var fps = 25
         public var gop = 50
         public var bitrate = 1_500_000
+        public var preset = "veryfast"
         public var encode: VideoEncoder.Codec? = .h264
         public init() {}
     }
@@ -24,7 +25,7 @@ public enum TestSource {
     /// Publishes the test picture until `shouldStop` says so or `frameLimit` frames were sent.
     public static func runVideo(_ s: VideoSettings, on publisher: MediaPublisher, frameLimit: Int?,
                                 shouldStop: () -> Bool, progress: (Progress) -> Void) throws -> Progress {
-        let encoder = try s.encode.map { try VideoEncoder(codec: $0, width: s.width, height: s.height, fps: s.fps, gop: s.gop, bitrate: s.bitrate) }
+        let encoder = try s.encode.map { try VideoEncoder(codec: $0, width: s.width, height: s.height, fps: s.fps, gop: s.gop, bitrate: s.bitrate, preset: s.preset) }
         let description = StreamDescription(
             kind: .video, codec: s.encode?.rawValue ?? "rawvideo", width: s.width, height: s.height,
             pixelFormat: s.encode == .mjpeg ? "yuvj420p" : "yuv420p", frameRate: (s.fps, 1), timeBase: (1, s.fps),

@@ -21,6 +21,7 @@ struct Publish: ParsableCommand {
     @Option(help: "Frames per second.") var fps = 25
     @Option(help: "Keyframe interval in frames.") var gop = 50
     @Option(help: "Bitrate in bits per second (h264).") var bitrate = 1_500_000
+    @Option(help: "x264 preset (ultrafast ... veryslow): speed against size.") var preset = "veryfast"
     @Option(help: "Stop after this many frames (or audio periods).") var frames: Int?
     @Flag(help: "file: sources start again at their end.") var loop = false
 
@@ -32,6 +33,8 @@ struct Publish: ParsableCommand {
         }
         guard (1...240).contains(fps) else { throw ValidationError("--fps must be 1...240") }
         guard gop >= 1 else { throw ValidationError("--gop must be at least 1") }
+        let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+        guard presets.contains(preset) else { throw ValidationError("--preset must be one of \(presets.joined(separator: ", "))") }
     }
 
     func run() throws {
@@ -45,7 +48,7 @@ struct Publish: ParsableCommand {
             switch source {
             case "test:video":
                 var s = TestSource.VideoSettings()
-                s.width = parts[0]; s.height = parts[1]; s.fps = fps; s.gop = gop; s.bitrate = bitrate
+                s.width = parts[0]; s.height = parts[1]; s.fps = fps; s.gop = gop; s.bitrate = bitrate; s.preset = preset
                 s.encode = encode == "none" ? nil : VideoEncoder.Codec(rawValue: encode)
                 let p = try TestSource.runVideo(s, on: publisher, frameLimit: frames, shouldStop: { stopRequested.load(ordering: .relaxed) }) { p in
                     line.show(String(format: "%.1f s  %d frames  %.1f MB", p.seconds, p.frames, Double(p.bytes) / 1e6))

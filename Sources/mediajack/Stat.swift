@@ -11,7 +11,7 @@ struct Stat: ParsableCommand {
             print("bus \(s.path): policy \(s.policy), \(s.readers) readers, \(s.writers) writers")
             for (k, v) in s.policyStatistics.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
             for n in s.nodes {
-                print("  node \(n.id) pid \(n.pid) \(n.description): queue \(n.queued)/\(n.queueLength), delivered \(n.deliveredMessages), dropped \(n.dropped), rejected \(n.rejected)")
+                print("  node \(n.id) pid \(n.pid) \(n.description): lag \(n.queued) of \(n.queueLength) messages queued, delivered \(n.deliveredMessages), dropped \(n.dropped), rejected \(n.rejected)")
             }
         } catch {
             throw fail(error)
