@@ -22,6 +22,7 @@ public final class Recorder {
     private var encoders: [UInt32: VideoEncoder] = [:]
     private var rawFrames: [UInt32: [Int64: FrameHeader]] = [:]
     private var audioEncoders: [UInt32: AudioEncoder] = [:]
+    private var converters: [UInt32: PictureConverter] = [:]
     /// Audio that arrived before the first video keyframe, until that keyframe decides where the file starts.
     private var pending: [(UInt32, FrameHeader, [UInt8])] = []
     private var pendingBytes = 0
@@ -70,12 +71,14 @@ public final class Recorder {
         }
         if d.codec == "rawvideo" {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable.
-            guard d.pixelFormat == "yuv420p", let w = d.width, let h = d.height,
+            guard let w = d.width, let h = d.height, let format = d.pixelFormat,
+                  format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
                   let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: d.frameRateNumerator ?? 25,
                                                   gop: 2 * (d.frameRateNumerator ?? 25), bitrate: 4_000_000) else {
-                rejectedStreams.append("raw video in \(d.pixelFormat ?? "an unknown format") (yuv420p can be encoded)")
+                rejectedStreams.append("raw video in \(d.pixelFormat ?? "an unknown format")")
                 return false
             }
+            if format != "yuv420p" { converters[id] = PictureConverter(pixelFormat: format, width: w, height: h) }
             var encoded = d
             encoded.codec = "h264"
             encoded.extradata = encoder.extradata
@@ -142,10 +145,12 @@ public final class Recorder {
     /// Encodes one raw I420 picture and writes what the encoder gives back.
     private func encodeRaw(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ encoder: VideoEncoder) throws(MediaError) -> Bool {
         let w = encoder.width, hgt = encoder.height
-        guard payload.count >= w * hgt * 3 / 2 else { return false }
+        let converter = converters[id]
+        guard payload.count >= converter?.pictureSize ?? (w * hgt * 3 / 2) else { return false }
         let index = Int64(h.sequence)
         rawFrames[id, default: [:]][index] = h
         let packets = try encoder.encode(index: index) { planes in
+            if let converter { return converter.convert(payload, into: planes) }
             let sizes = [(w, hgt, 0), (w / 2, hgt / 2, w * hgt), (w / 2, hgt / 2, w * hgt + w * hgt / 4)]
             for (plane, (pw, ph, offset)) in zip(planes, sizes) {
                 for y in 0..<ph { (plane.0 + y * plane.1).update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset + y * pw, count: pw) }

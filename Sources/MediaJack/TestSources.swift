@@ -12,6 +12,8 @@ public enum TestSource {
         public var bitrate = 1_500_000
         public var preset = "veryfast"
         public var encode: VideoEncoder.Codec? = .h264
+        /// Raw pictures (no encoding): "yuv420p" (I420) or "yuyv422" (packed, as webcams send).
+        public var pixelFormat = "yuv420p"
         public init() {}
     }
 
@@ -28,7 +30,7 @@ public enum TestSource {
         let encoder = try s.encode.map { try VideoEncoder(codec: $0, width: s.width, height: s.height, fps: s.fps, gop: s.gop, bitrate: s.bitrate, preset: s.preset) }
         let description = StreamDescription(
             kind: .video, codec: s.encode?.rawValue ?? "rawvideo", width: s.width, height: s.height,
-            pixelFormat: s.encode == .mjpeg ? "yuvj420p" : "yuv420p", frameRate: (s.fps, 1), timeBase: (1, s.fps),
+            pixelFormat: s.encode == .mjpeg ? "yuvj420p" : (s.encode == nil ? s.pixelFormat : "yuv420p"), frameRate: (s.fps, 1), timeBase: (1, s.fps),
             extradata: encoder?.extradata ?? [], allKeyframes: s.encode != .h264)
         let stream = try publisher.addStream(description)
         let interval = 1_000_000_000 / Int64(s.fps)
@@ -37,6 +39,7 @@ public enum TestSource {
         var p = Progress()
         var n: Int64 = 0
         let lumaSize = s.width * s.height
+        var luma = [UInt8](repeating: 0, count: s.encode == nil && s.pixelFormat == "yuyv422" ? lumaSize : 0)
         func publishPacket(_ packet: VideoEncoder.Packet) throws {
             let (mono, wall) = captures.removeValue(forKey: packet.index) ?? (start + packet.index * interval, MediaPublisher.wallClock())
             try publisher.publish(stream: stream, flags: packet.keyframe ? .keyframe : [], pts: mono, duration: interval,
@@ -66,6 +69,16 @@ public enum TestSource {
                     }
                 }
                 for packet in packets { try publishPacket(packet) }
+            } else if s.pixelFormat == "yuyv422" {
+                // Packed Y0 U Y1 V: draw the luma once, then interleave it with neutral chroma.
+                luma.withUnsafeMutableBufferPointer { TestPattern.drawLuma(stamp, into: $0.baseAddress!, stride: s.width, width: s.width, height: s.height) }
+                try publisher.publish(stream: stream, flags: .keyframe, pts: mono, duration: interval, captureTime: wall,
+                                      payloadLength: lumaSize * 2) { out in
+                    let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    for i in 0..<lumaSize { o[2 * i] = luma[i]; o[2 * i + 1] = 128 }
+                }
+                p.frames += 1
+                p.bytes += lumaSize * 2
             } else {
                 try publisher.publish(stream: stream, flags: .keyframe, pts: mono, duration: interval, captureTime: wall,
                                       payloadLength: lumaSize * 3 / 2) { out in
@@ -85,7 +98,9 @@ public enum TestSource {
         return p
     }
 
-    /// `test:audio`: a 997 Hz tone, 48 kHz stereo s16, 20 ms periods, paced in real time.
+    /// `test:audio`: 48 kHz stereo s16, 20 ms periods, paced in real time. The left channel is a 997 Hz
+    /// tone; the right channel is the sample counter (sample number modulo 65536, as Int16), so a test
+    /// can find every lost or repeated sample after recording.
     public static func runAudio(on publisher: MediaPublisher, periodLimit: Int?, shouldStop: () -> Bool) throws -> Int {
         let rate = 48_000, channels = 2, period = 960
         let stream = try publisher.addStream(StreamDescription(kind: .audio, codec: "pcm_s16le", sampleRate: rate, channels: channels,
@@ -101,7 +116,8 @@ public enum TestSource {
                 let samples = out.bindMemory(to: Int16.self)
                 for i in 0..<period {
                     let v = Int16(16383 * sin(2 * Double.pi * 997 * Double(first + i) / Double(rate)))
-                    for c in 0..<channels { samples[i * channels + c] = v.littleEndian }
+                    samples[i * channels] = v.littleEndian
+                    samples[i * channels + 1] = Int16(truncatingIfNeeded: first + i).littleEndian
                 }
             }
             n += 1

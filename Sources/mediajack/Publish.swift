@@ -9,7 +9,7 @@ struct Publish: ParsableCommand {
         abstract: "Publish a source onto a media bus (creating the bus if needed).",
         discussion: """
             Sources: test:video (a moving picture with the frame number and capture time as a block barcode), \
-            test:audio (a 997 Hz tone, 48 kHz stereo, 20 ms periods), file:PATH (any file libavformat reads, its \
+            test:audio (48 kHz stereo, 20 ms periods: a 997 Hz tone on the left, the sample counter on the right), file:PATH (any file libavformat reads, its \
             packets passed through untouched and paced in real time; --loop repeats it). Test video is encoded \
             once (--encode h264 or mjpeg) or published raw (--encode none, I420).
             """)
@@ -22,6 +22,7 @@ struct Publish: ParsableCommand {
     @Option(help: "Keyframe interval in frames.") var gop = 50
     @Option(help: "Bitrate in bits per second (h264).") var bitrate = 1_500_000
     @Option(help: "x264 preset (ultrafast ... veryslow): speed against size.") var preset = "veryfast"
+    @Option(name: .customLong("pixel-format"), help: "Raw pictures (--encode none): yuv420p or yuyv422.") var pixelFormat = "yuv420p"
     @Option(help: "Stop after this many frames (or audio periods).") var frames: Int?
     @Flag(help: "file: sources start again at their end.") var loop = false
 
@@ -32,6 +33,7 @@ struct Publish: ParsableCommand {
             throw ValidationError("--size must be WIDTHxHEIGHT, even, at least 96x64")
         }
         guard (1...240).contains(fps) else { throw ValidationError("--fps must be 1...240") }
+        guard ["yuv420p", "yuyv422"].contains(pixelFormat) else { throw ValidationError("--pixel-format must be yuv420p or yuyv422") }
         guard gop >= 1 else { throw ValidationError("--gop must be at least 1") }
         let presets = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
         guard presets.contains(preset) else { throw ValidationError("--preset must be one of \(presets.joined(separator: ", "))") }
@@ -49,6 +51,7 @@ struct Publish: ParsableCommand {
             case "test:video":
                 var s = TestSource.VideoSettings()
                 s.width = parts[0]; s.height = parts[1]; s.fps = fps; s.gop = gop; s.bitrate = bitrate; s.preset = preset
+                s.pixelFormat = pixelFormat
                 s.encode = encode == "none" ? nil : VideoEncoder.Codec(rawValue: encode)
                 let p = try TestSource.runVideo(s, on: publisher, frameLimit: frames, shouldStop: { stopRequested.load(ordering: .relaxed) }) { p in
                     line.show(String(format: "%.1f s  %d frames  %.1f MB", p.seconds, p.frames, Double(p.bytes) / 1e6))

@@ -18,7 +18,8 @@ struct Record: ParsableCommand {
     @Option(help: "Stop after this many seconds of media.") var duration: Double?
     @Option(help: "Which streams to record: kinds (video, audio) and/or stream ids as `mediajack ls` shows them, comma separated.")
     var streams = "video,audio"
-    @Flag(help: "Wait for the next live keyframe instead of the replayed GOP.") var nextKeyframe = false
+    @Flag(help: "Wait for the next live keyframe instead of the replayed GOP (same as --join next-keyframe).") var nextKeyframe = false
+    @Option(help: "Where a late recorder starts: cached-gop (the publisher replays it; default) or next-keyframe.") var join = "cached-gop"
     @Option(help: "Start a new file every this many seconds (cut at a keyframe): OUT-000.mkv, OUT-001.mkv, ...") var segment: Double?
     @Flag(help: "Keep recording when the publisher ends: a publisher that comes back continues the file (same parameters) or starts a new segment.")
     var follow = false
@@ -27,6 +28,7 @@ struct Record: ParsableCommand {
     var losslessBuffer: String?
 
     func validate() throws {
+        guard ["cached-gop", "next-keyframe"].contains(join) else { throw ValidationError("--join must be cached-gop or next-keyframe") }
         if let losslessBuffer, ConsumerBuffer.Bound(losslessBuffer) == nil {
             throw ValidationError("--lossless-buffer takes seconds (10s) or a size (256MiB, 1GiB), not '\(losslessBuffer)'")
         }
@@ -37,7 +39,8 @@ struct Record: ParsableCommand {
         PolicyRegistry.register(MediaPolicy.self)
         let kinds = Set(streams.split(separator: ",").map(String.init))
         do {
-            let consumer = try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe, description: "mediajack record \(output)")
+            let consumer = try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe || join == "next-keyframe",
+                                             description: "mediajack record \(output)")
             let buffer = losslessBuffer.flatMap(ConsumerBuffer.Bound.init).map { bound in
                 ConsumerBuffer(consumer, bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
             }

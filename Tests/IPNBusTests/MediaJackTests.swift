@@ -204,9 +204,10 @@ final class MediaJackTests: XCTestCase {
         XCTAssertEqual(numbers, Array(numbers.first!..<(numbers.first! + UInt32(numbers.count))), "every picture readable, in order")
     }
 
-    func testRawPicturesAreEncodedOnceByTheRecorder() async throws {
+    func testRawYUYVPicturesAreEncodedOnceByTheRecorder() async throws {
         let bus = self.bus, out = dir + "/raw.mp4"
-        let publish = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "none", "--size", "320x240", "--frames", "150"]) { _ in
+        let publish = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "none", "--pixel-format", "yuyv422",
+                                                               "--size", "320x240", "--frames", "150"]) { _ in
             _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
             let record = try await TestSupport.run("mediajack", ["record", bus, out, "--duration", "2"])
             XCTAssertEqual(record.exitCode, 0, "\(record)")
@@ -382,5 +383,21 @@ final class MediaJackTests: XCTestCase {
             let t = try await firstPacketTimes(file)
             XCTAssertLessThanOrEqual(abs((t["a"] ?? 99) - (t["v"] ?? 0)), 0.07, "\(file): \(t)")
         }
+    }
+
+    func testTheRecordedAudioCarriesEverySampleOfItsCounter() async throws {
+        let bus = self.bus, out = dir + "/audio.mkv"
+        let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:audio", bus, "--frames", "200"]) { _ in
+            _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "1" }
+            return (try await TestSupport.run("mediajack", ["record", bus, out, "--join", "next-keyframe"]), false)
+        }
+        XCTAssertEqual(record.exitCode, 0, "\(record)")
+        try await assertDecodesCleanly(out)
+        let pcm = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", out, "-f", "s16le", "-"])
+        let samples = pcm.withUnsafeBytes { Array($0.bindMemory(to: Int16.self)) }
+        let counter = stride(from: 1, to: samples.count, by: 2).map { UInt16(bitPattern: samples[$0]) }
+        XCTAssertGreaterThan(counter.count, 48_000, "more than a second recorded")
+        let breaks = zip(counter, counter.dropFirst()).filter { $1 != $0 &+ 1 }.count
+        XCTAssertEqual(breaks, 0, "every sample, in order, none twice")
     }
 }
