@@ -29,8 +29,8 @@ struct Publish: ParsableCommand {
     func validate() throws {
         guard ["h264", "mjpeg", "none"].contains(encode) else { throw ValidationError("--encode must be h264, mjpeg or none") }
         let parts = size.split(separator: "x").compactMap { Int($0) }
-        guard parts.count == 2, parts[0] >= 96, parts[1] >= 64, parts[0] % 2 == 0, parts[1] % 2 == 0 else {
-            throw ValidationError("--size must be WIDTHxHEIGHT, even, at least 96x64")
+        guard parts.count == 2, parts[0] >= 192, parts[1] >= 64, parts[0] % 2 == 0, parts[1] % 2 == 0 else {
+            throw ValidationError("--size must be WIDTHxHEIGHT, even, at least 192x64 (the barcode needs 48 blocks of 4 pixels)")
         }
         guard (1...240).contains(fps) else { throw ValidationError("--fps must be 1...240") }
         guard ["yuv420p", "yuyv422"].contains(pixelFormat) else { throw ValidationError("--pixel-format must be yuv420p or yuyv422") }
@@ -43,7 +43,8 @@ struct Publish: ParsableCommand {
         installStopHandlers()
         let parts = size.split(separator: "x").compactMap { Int($0) }
         do {
-            let holder = try ensureMediaBus(bus, mtu: max(1 << 20, parts[0] * parts[1] * 2))
+            // Room for the largest raw picture (YUYV: 2 bytes a pixel) plus the frame header.
+            let holder = try ensureMediaBus(bus, mtu: max(1 << 20, parts[0] * parts[1] * 2 + 4096))
             defer { withExtendedLifetime(holder) {} }
             let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
             var line = ProgressLine()
