@@ -137,6 +137,11 @@ final class MediaJackTests: XCTestCase {
                     try await Task.sleep(nanoseconds: 1_500_000_000)
                     kill(slowPID, SIGSTOP)
                     try await Task.sleep(nanoseconds: 5_000_000_000)
+                    // What a user sees meanwhile: the stopped consumer's lag and drops.
+                    let stat = try await TestSupport.run("mediajack", ["stat", bus])
+                    let line = stat.standardOutput.split(separator: "\n").first { $0.contains("pid \(slowPID) ") } ?? ""
+                    XCTAssertTrue(line.contains("lag 32 of 32 messages queued"), "\(stat)")
+                    XCTAssertFalse(line.contains("dropped 0,"), "\(stat)")
                     kill(slowPID, SIGCONT)
                     return ((), false)  // both recorders end at the publisher's end of stream
                 }
@@ -399,5 +404,38 @@ final class MediaJackTests: XCTestCase {
         XCTAssertGreaterThan(counter.count, 48_000, "more than a second recorded")
         let breaks = zip(counter, counter.dropFirst()).filter { $1 != $0 &+ 1 }.count
         XCTAssertEqual(breaks, 0, "every sample, in order, none twice")
+    }
+
+    func testTheDemoRunsWithNoDeviceAndWritesAValidFile() async throws {
+        let out = dir + "/demo.mkv"
+        let demo = try await TestSupport.run("mediajack", ["demo", "--seconds", "2", "--output", out])
+        XCTAssertEqual(demo.exitCode, 0, "\(demo)")
+        XCTAssertTrue(demo.standardOutput.contains("mediajack record "), "it tells how to attach more consumers: \(demo)")
+        try await assertDecodesCleanly(out)
+        let kinds = try await probe(out).compactMap { $0["codec_name"] }.sorted()
+        XCTAssertEqual(kinds, ["h264", "pcm_s16le"])
+    }
+
+    func testAConsumerPicksStreamsByKindOrId() async throws {
+        let bus = self.bus, dir = self.dir
+        _ = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--gop", "25"]) { _ in
+            _ = try await TestSupport.with("mediajack", ["publish", "test:audio", bus]) { _ in
+                _ = await TestSupport.eventually { (try? Bus.status(bus).policyStatistics["streams"]) == "2" }
+                let ls = try await TestSupport.run("mediajack", ["ls", dir])
+                let audioID = try XCTUnwrap(ls.standardOutput.split(separator: "\n").first { $0.hasSuffix("audio") }?
+                    .split(separator: ":").first?.trimmingCharacters(in: .whitespaces), "\(ls)")
+                async let byID = TestSupport.run("mediajack", ["record", bus, dir + "/by-id.mkv", "--streams", audioID, "--duration", "1"])
+                async let byKind = TestSupport.run("mediajack", ["record", bus, dir + "/by-kind.mkv", "--streams", "video", "--duration", "1"])
+                let (a, b) = try await (byID, byKind)
+                XCTAssertEqual(a.exitCode, 0, "\(a)")
+                XCTAssertEqual(b.exitCode, 0, "\(b)")
+                return ((), true)
+            }
+            return ((), true)
+        }
+        let audioOnly = try await probe(dir + "/by-id.mkv").compactMap { $0["codec_type"] }
+        XCTAssertEqual(audioOnly, ["audio"])
+        let videoOnly = try await probe(dir + "/by-kind.mkv").compactMap { $0["codec_type"] }
+        XCTAssertEqual(videoOnly, ["video"])
     }
 }
