@@ -161,27 +161,35 @@ public final class Host {
     }
 
     private func handle(_ message: ControlMessage, fds: [Int32], from node: HostNode) {
+        // Only a pool announcement hands over a descriptor; any other a peer attached is closed, so a
+        // node cannot exhaust the host's descriptors.
+        var adopted: Int32 = -1
+        defer { for fd in fds where fd != adopted { Sys.close(fd) } }
         switch message {
         case .hello(let hello) where !node.greeted:
-            fds.forEach(Sys.close)
             greet(node, hello)
         case .join(let j) where node.greeted && node.isBound && !node.joined:
             node.policyParameters = String((j.policyParameters ?? "").utf8.prefix(256)) ?? ""
             join(node, wantReceive: j.wantReceive, wantSend: j.wantSend, membership: j.wantMembership, description: j.description)
         case .shutdown(let read, let write) where node.joined:
             if read { node.canReceive = false }
-            if write { node.canSend = false }
+            if write {
+                // What it sent before shutting down still goes out.
+                if !options.lossless { while forward(from: node) {} }
+                publishInboxes()
+                node.canSend = false
+            }
             rebuildReceivers()
             announceMembership()
             _ = try? node.control.send(.done, nonBlocking: true)
         case .setDescription(let d) where node.greeted:
             node.description = String(d.utf8.prefix(128)) ?? ""
         case .poolCreated(let size) where node.joined && node.canSend && node.pool == nil && fds.count == 1:
+            adopted = fds[0]
             adoptPool(node, fd: fds[0], size: size)
         case .statRequest where node.greeted:
             _ = try? node.control.send(.status(status()), nonBlocking: true)
         default:
-            fds.forEach(Sys.close)
             fail(node, .badRequest, "unexpected control message in this state")
             drop(node)
         }
@@ -459,14 +467,20 @@ public final class Host {
                 bytes = UnsafeRawBufferPointer(start: pool.bytes(at: header.poolPosition, length: length), count: length)
             }
             recipients.reset()
-            if case .reject = policy.route(PolicyMessage(sender: sender.id, bytes: bytes), into: &recipients) {
+            if let held = sender.heldRoute, held.index == read {
+                // Routed already when it was held back: a policy must see each message once.
+                for id in held.ids { recipients.add(id) }
+            } else if case .reject = policy.route(PolicyMessage(sender: sender.id, bytes: bytes), into: &recipients) {
                 sender.rejected += 1; read += 1; taken += 1
+                if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition &+ UInt64(length) }
                 continue
             }
             if options.lossless && !allHaveRoom(recipients) {
+                sender.heldRoute = (read, Array(recipients.ids.prefix(recipients.count)))
                 sender.heldBack = true
                 break
             }
+            sender.heldRoute = nil
             for i in 0..<recipients.count {
                 guard let receiver = connections[recipients.ids[i]] else { continue }
                 if !deliver(header, bytes: bytes, from: sender, to: receiver) {
@@ -474,7 +488,7 @@ public final class Host {
                 }
             }
             if !recipients.injections.isEmpty { deliverInjections() }
-            if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition + UInt64(length) }
+            if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition &+ UInt64(length) }
             sender.sentMessages += 1
             sender.sentBytes += UInt64(length)
             read += 1; taken += 1
@@ -574,9 +588,15 @@ public final class Host {
     private func updatePoolReleases() {
         var oldest: [UInt32: UInt64] = [:]
         for receiver in members where !receiver.poolRefs.isEmpty {
+            // Arm first, then read: a release after our read then rings the doorbell (no lost wake-up).
+            receiver.inbox!.producerWaiting.store(1, ordering: .sequentiallyConsistent)
             let read = receiver.inbox!.read.load(ordering: .sequentiallyConsistent)
             while receiver.poolRefsHead < receiver.poolRefs.count, receiver.poolRefs[receiver.poolRefsHead].index < read {
                 receiver.poolRefsHead += 1
+            }
+            if receiver.poolRefsHead > 1024 && receiver.poolRefsHead * 2 > receiver.poolRefs.count {
+                receiver.poolRefs.removeFirst(receiver.poolRefsHead)
+                receiver.poolRefsHead = 0
             }
             if receiver.poolRefsHead == receiver.poolRefs.count {
                 receiver.poolRefs.removeAll(keepingCapacity: true)
@@ -587,8 +607,6 @@ public final class Host {
                 let ref = receiver.poolRefs[i]
                 oldest[ref.sender] = min(oldest[ref.sender] ?? .max, ref.position)
             }
-            // Pinned pool space: ask this receiver to ring when it consumes.
-            receiver.inbox!.producerWaiting.store(1, ordering: .sequentiallyConsistent)
         }
         for sender in members {
             guard let pool = sender.pool else { continue }

@@ -37,6 +37,8 @@ final class HostNode {
     var gapPending = false
     /// On a lossless bus this node's next message waits for a full receiver.
     var heldBack = false
+    /// The recipients the policy chose for the held-back head of the outbox (outbox index, node ids).
+    var heldRoute: (index: UInt64, ids: [UInt32])?
 
     // The node's own pool of large messages (it is a sender).
     var poolMemory: SharedMemory?

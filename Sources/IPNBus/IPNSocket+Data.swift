@@ -64,6 +64,7 @@ extension IPNSocket {
             if nonBlocking { throw .wouldBlock }
             if outbox.armProducerWait(producerWrite: outboxWrite) { continue }
             try waitForWake()
+            if closedReason != nil { throw .busGone(path: path ?? "") }
         }
     }
 
@@ -82,6 +83,7 @@ extension IPNSocket {
             if pool.released.load(ordering: .sequentiallyConsistent) >= needed { break }
             _ = ipn_eventfd_signal(doorbellFD)
             try waitForWake()
+            if closedReason != nil { throw .busGone(path: path ?? "") }
         }
         return position
     }

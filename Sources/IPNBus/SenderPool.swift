@@ -47,7 +47,7 @@ struct SenderPool: @unchecked Sendable {
 
     /// A reference is well-formed when it lies within one lap of the pool.
     func isValid(position: UInt64, length: Int) -> Bool {
-        guard length >= 0, length <= capacity else { return false }
+        guard length >= 0, length <= capacity, position <= UInt64.max - UInt64(length) else { return false }
         return position % UInt64(capacity) + UInt64(length) <= UInt64(capacity)
     }
 

@@ -58,6 +58,12 @@ public final class AudioEncoder {
     public func encode(s16 payload: UnsafeRawBufferPointer, pts: Int64) throws(MediaError) -> [Packet] {
         if origin == nil { origin = pts }
         let samples = payload.count / 2 / channels
+        // Keep the timeline: periods lost on the way become silence, so audio stays in sync with video.
+        let expected = origin! + (samplesSent + Int64(pending[0].count)) * 1_000_000_000 / Int64(sampleRate)
+        let missing = (pts &- expected) * Int64(sampleRate) / 1_000_000_000
+        if missing > Int64(max(1, samples / 2)) && missing < Int64(sampleRate) * 60 {
+            for ch in 0..<channels { pending[ch].append(contentsOf: repeatElement(0, count: Int(missing))) }
+        }
         for i in 0..<samples {
             for ch in 0..<channels {
                 let v = Int16(littleEndian: payload.loadUnaligned(fromByteOffset: (i * channels + ch) * 2, as: Int16.self))

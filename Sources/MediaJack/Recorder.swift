@@ -203,16 +203,16 @@ public final class Recorder {
             }
             skippedBeforeKeyframe += early.filter { $0.1.pts < origin! }.count
         }
-        let relative = h.pts - origin!
+        let relative = h.pts &- origin!
         guard relative >= 0 else { return false }  // from before the file began
-        lastPTS = max(lastPTS, h.dts + h.duration)  // decode order: B-frames show later than they arrive
+        lastPTS = max(lastPTS, h.dts &+ h.duration)  // decode order: B-frames show later than they arrive
         let ns = AVRational(num: 1, den: 1_000_000_000)
         let tb = st.pointee.time_base
         guard av_new_packet(packet, Int32(payload.count)) >= 0 else { throw .output(path: path, reason: "out of memory") }
         if payload.count > 0 { packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count) }
         packet.pointee.stream_index = index
         packet.pointee.pts = av_rescale_q(relative, ns, tb)
-        packet.pointee.dts = av_rescale_q(h.dts - origin!, ns, tb)
+        packet.pointee.dts = av_rescale_q(h.dts &- origin!, ns, tb)
         packet.pointee.duration = av_rescale_q(h.duration, ns, tb)
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
         let r = av_interleaved_write_frame(context, packet)
@@ -230,7 +230,7 @@ public final class Recorder {
     /// Seconds from the start of this file to the frame `h` (half its duration tolerated: capture
     /// timestamps jitter), nil before the file started.
     public func position(of h: FrameHeader) -> Double? {
-        origin.map { Double(h.dts - $0 + h.duration / 2) / 1e9 }
+        origin.map { Double(h.dts &- $0 &+ h.duration / 2) / 1e9 }
     }
 
     /// Seconds of media written so far.

@@ -34,6 +34,8 @@ public final class MediaPolicy: Policy {
         var joinAtNextKeyframe = false
         var serving: [UInt32: Serving] = [:]
         var withheld: UInt64 = 0
+        /// Live audio periods withheld per stream while waiting for its replay.
+        var audioWaits: [UInt32: Int] = [:]
     }
 
     private var streams: [UInt32: Stream] = [:]
@@ -131,8 +133,12 @@ public final class MediaPolicy: Policy {
             guard s.isVideo else {
                 switch c.serving[h.stream] ?? .live {
                 case .awaitingReplay:
-                    if replayed { recipients.add(r) } else { c.withheld += 1 }
-                    if replayed && h.flags.contains(.replayEnd) { c.serving[h.stream] = .live }
+                    if replayed { recipients.add(r) } else { c.withheld += 1; c.audioWaits[h.stream, default: 0] += 1 }
+                    // The replay ended, or never came (its request was lost): after ~50 periods, go live.
+                    if replayed && h.flags.contains(.replayEnd) || (c.audioWaits[h.stream] ?? 0) > 50 {
+                        c.serving[h.stream] = .live
+                        c.audioWaits[h.stream] = nil
+                    }
                     consumers[r] = c
                 case .live, .awaitingKeyframe:
                     if !replayed { recipients.add(r) }
