@@ -143,4 +143,23 @@ final class CrashAndBadInputTests: XCTestCase {
         try a.send([1])
         XCTAssertEqual(try b.receive(timeout: 5)?.bytes, [1])
     }
+
+    func testAPoolReferenceNearTheEndOfTheCounterCannotCrashTheHost() throws {
+        let path = dir + "/big"
+        let a = IPNSocket(), evil = IPNSocket()
+        a.options.mtu = 1 << 20
+        try a.bind(path); try a.connect()
+        try evil.connect(path)
+        try evil.send(length: 100_000) { $0.initializeMemory(as: UInt8.self, repeating: 1) }  // creates its pool
+        XCTAssertEqual(try a.receive(timeout: 5)?.bytes.count, 100_000)
+        let outbox = try XCTUnwrap(evil.outbox)
+        let slot = outbox.slot(evil.outboxWrite)
+        SlotHeader(length: 100, kind: .pool, sender: 0, flags: 0, sequence: 1, poolPosition: UInt64.max - 99).store(at: slot)
+        let old = evil.outboxWrite
+        evil.outboxWrite += 1
+        if outbox.publish(from: old, to: evil.outboxWrite) { _ = ipn_eventfd_signal(evil.doorbellFD) }
+        XCTAssertTrue(TestSupport.eventually { (try? a.status().nodes.first { $0.id == evil.nodeID }?.rejected) == 1 }, "rejected, counted")
+        try evil.send([7])
+        XCTAssertEqual(try a.receive(timeout: 5)?.bytes, [7], "the host is alive")
+    }
 }
