@@ -5,9 +5,9 @@ import MediaWire
 /// MPEG-TS). Periods of any size go in; AAC frames of the encoder's size come out, timed from the
 /// first sample's bus timestamp.
 public final class AudioEncoder {
-    let context: UnsafeMutablePointer<AVCodecContext>
-    let frame: UnsafeMutablePointer<AVFrame>
-    let packet: UnsafeMutablePointer<AVPacket>
+    let core: EncoderCore
+    var context: UnsafeMutablePointer<AVCodecContext> { core.context }
+    var frame: UnsafeMutablePointer<AVFrame> { core.frame }
     public let sampleRate: Int
     public let channels: Int
     private var pending: [[Float]]
@@ -22,10 +22,8 @@ public final class AudioEncoder {
 
     public init(sampleRate: Int, channels: Int, bitrate: Int = 128_000) throws(MediaError) {
         guard let c = avcodec_find_encoder(AV_CODEC_ID_AAC) else { throw .unsupported("this libavcodec has no AAC encoder") }
-        guard let ctx = avcodec_alloc_context3(c), let f = av_frame_alloc(), let p = av_packet_alloc() else {
-            throw .unsupported("out of memory allocating an encoder")
-        }
-        context = ctx; frame = f; packet = p
+        core = try EncoderCore(c)
+        let ctx = core.context
         self.sampleRate = sampleRate
         self.channels = channels
         pending = Array(repeating: [], count: channels)
@@ -38,19 +36,7 @@ public final class AudioEncoder {
         try MediaError.check("avcodec_open2(aac)", avcodec_open2(ctx, c, nil))
     }
 
-    deinit {
-        var c: UnsafeMutablePointer<AVCodecContext>? = context
-        avcodec_free_context(&c)
-        var f: UnsafeMutablePointer<AVFrame>? = frame
-        av_frame_free(&f)
-        var p: UnsafeMutablePointer<AVPacket>? = packet
-        av_packet_free(&p)
-    }
-
-    public var extradata: [UInt8] {
-        guard let e = context.pointee.extradata, context.pointee.extradata_size > 0 else { return [] }
-        return Array(UnsafeBufferPointer(start: e, count: Int(context.pointee.extradata_size)))
-    }
+    public var extradata: [UInt8] { core.extradata }
 
     var frameSize: Int { max(1, Int(context.pointee.frame_size)) }
 
@@ -103,17 +89,10 @@ public final class AudioEncoder {
     }
 
     private func drain() throws(MediaError) -> [Packet] {
-        var out: [Packet] = []
-        while true {
-            let r = avcodec_receive_packet(context, packet)
-            if r == cm_error_again() || r == cm_error_eof() { break }
-            try MediaError.check("avcodec_receive_packet", r)
-            let rate = Int64(sampleRate)
-            out.append(Packet(bytes: Array(UnsafeBufferPointer(start: packet.pointee.data, count: Int(packet.pointee.size))),
-                              pts: (origin ?? 0) + packet.pointee.pts * 1_000_000_000 / rate,
-                              duration: Int64(packet.pointee.duration) * 1_000_000_000 / rate))
-            av_packet_unref(packet)
+        let rate = Int64(sampleRate), origin = self.origin ?? 0
+        return try core.drain { p in
+            Packet(bytes: EncoderCore.bytes(p), pts: origin + p.pointee.pts * 1_000_000_000 / rate,
+                   duration: Int64(p.pointee.duration) * 1_000_000_000 / rate)
         }
-        return out
     }
 }

@@ -12,9 +12,9 @@ public final class VideoEncoder {
         public var keyframe: Bool
     }
 
-    let context: UnsafeMutablePointer<AVCodecContext>
-    public let frame: UnsafeMutablePointer<AVFrame>
-    let packet: UnsafeMutablePointer<AVPacket>
+    let core: EncoderCore
+    var context: UnsafeMutablePointer<AVCodecContext> { core.context }
+    var frame: UnsafeMutablePointer<AVFrame> { core.frame }
     public let codec: Codec
     public let width: Int
     public let height: Int
@@ -23,10 +23,8 @@ public final class VideoEncoder {
         guard let c = avcodec_find_encoder_by_name(codec == .h264 ? "libx264" : "mjpeg") else {
             throw .unsupported("this libavcodec has no \(codec == .h264 ? "libx264" : "mjpeg") encoder")
         }
-        guard let ctx = avcodec_alloc_context3(c), let f = av_frame_alloc(), let p = av_packet_alloc() else {
-            throw .unsupported("out of memory allocating an encoder")
-        }
-        context = ctx; frame = f; packet = p
+        core = try EncoderCore(c)
+        let ctx = core.context, f = core.frame
         self.codec = codec; self.width = width; self.height = height
         ctx.pointee.width = Int32(width)
         ctx.pointee.height = Int32(height)
@@ -51,20 +49,8 @@ public final class VideoEncoder {
         try MediaError.check("av_frame_get_buffer", av_frame_get_buffer(f, 0))
     }
 
-    deinit {
-        var c: UnsafeMutablePointer<AVCodecContext>? = context
-        avcodec_free_context(&c)
-        var f: UnsafeMutablePointer<AVFrame>? = frame
-        av_frame_free(&f)
-        var p: UnsafeMutablePointer<AVPacket>? = packet
-        av_packet_free(&p)
-    }
-
     /// Codec extradata (SPS/PPS for H.264), for the stream description.
-    public var extradata: [UInt8] {
-        guard let e = context.pointee.extradata, context.pointee.extradata_size > 0 else { return [] }
-        return Array(UnsafeBufferPointer(start: e, count: Int(context.pointee.extradata_size)))
-    }
+    public var extradata: [UInt8] { core.extradata }
 
     /// Gives the picture planes to `draw` (Y, U, V with their strides), then encodes it as frame `index`.
     public func encode(index: Int64, draw: (_ planes: [(UnsafeMutablePointer<UInt8>, Int)]) -> Void) throws(MediaError) -> [Packet] {
@@ -82,15 +68,7 @@ public final class VideoEncoder {
     }
 
     private func drain() throws(MediaError) -> [Packet] {
-        var out: [Packet] = []
-        while true {
-            let r = avcodec_receive_packet(context, packet)
-            if r == cm_error_again() || r == cm_error_eof() { break }
-            try MediaError.check("avcodec_receive_packet", r)
-            out.append(Packet(bytes: Array(UnsafeBufferPointer(start: packet.pointee.data, count: Int(packet.pointee.size))),
-                              index: packet.pointee.pts, keyframe: packet.pointee.flags & cm_packet_flag_key() != 0))
-            av_packet_unref(packet)
-        }
-        return out
+        try core.drain { p in Packet(bytes: EncoderCore.bytes(p), index: p.pointee.pts, keyframe: p.pointee.flags & cm_packet_flag_key() != 0) }
     }
+
 }
