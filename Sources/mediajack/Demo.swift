@@ -25,9 +25,11 @@ struct Demo: ParsableCommand {
         do {
             guard let holder = try ensureMediaBus(bus, mtu: 4 << 20) else { throw ValidationError("bus exists") }
             print("media bus \(bus) is up (policy media)")
+            // The commands name this very executable, so they work when it is not on PATH (swift run).
+            let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
             print("attach more consumers from another terminal while the demo runs:")
-            print("  mediajack record \(bus) /tmp/mine.mkv --duration 3")
-            print("  mediajack stat \(bus)")
+            print("  \(me) record \(bus) /tmp/mine.mkv --duration 3")
+            print("  \(me) stat \(bus)")
             let stop = ManagedFlag()
             let group = DispatchGroup()
             let videoReport = Box<String>("")
