@@ -45,7 +45,6 @@ public final class Recorder {
         avformat_free_context(context)
     }
 
-    public var hasStreams: Bool { !indexOf.isEmpty }
     /// The header is written: no stream can be added any more.
     public var hasStarted: Bool { started || origin != nil }
 
@@ -205,7 +204,7 @@ public final class Recorder {
         }
         let relative = h.pts &- origin!
         guard relative >= 0 else { return false }  // from before the file began
-        lastPTS = max(lastPTS, h.dts &+ h.duration)  // decode order: B-frames show later than they arrive
+        decodeEnd = max(decodeEnd, h.dts &+ h.duration)  // decode order: B-frames show later than they arrive
         let ns = AVRational(num: 1, den: 1_000_000_000)
         let tb = st.pointee.time_base
         guard av_new_packet(packet, Int32(payload.count)) >= 0 else { throw .output(path: path, reason: "out of memory") }
@@ -235,10 +234,10 @@ public final class Recorder {
 
     /// Seconds of media written so far.
     public var duration: Double {
-        guard let origin, lastPTS > origin else { return 0 }
-        return Double(lastPTS - origin) / 1e9
+        guard let origin, decodeEnd > origin else { return 0 }
+        return Double(decodeEnd - origin) / 1e9
     }
-    var lastPTS: Int64 = 0
+    private var decodeEnd: Int64 = 0
 
     /// Writes the trailer and closes the file. Safe to call twice.
     public func finish() {

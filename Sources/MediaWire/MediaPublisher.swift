@@ -84,11 +84,10 @@ public final class MediaPublisher: @unchecked Sendable {
             guard m.sender == 0, case .replayRequest(let stream, let target, let since)? = try? MediaMessage.decode(m.bytes) else { continue }
             var frames = gop[stream] ?? []
             if let since { frames = frames.filter { $0.0.pts + $0.0.duration > since } }
-            if frames.isEmpty, let d = descriptions[stream] {
+            if frames.isEmpty, descriptions[stream] != nil {
                 // Nothing to replay: say so with an empty replay end, so the consumer is not kept waiting.
                 let marker = FrameHeader(stream: stream, flags: [.replay, .replayEnd], sequence: 0, pts: 0, dts: 0, captureTime: 0,
                                          duration: 0, epoch: epoch, target: target)
-                _ = d
                 try socket.send(length: MediaMessage.frameHeaderSize) { MediaMessage.writeFrameHeader(marker, into: $0) }
                 continue
             }

@@ -5,10 +5,7 @@ import XCTest
 @testable import IPNBus
 
 /// The life of a bus: created by the first bind, named by its file, gone with its last node.
-final class BusLifecycleTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
+final class BusLifecycleTests: DirectoryTestCase {
 
     func testBindCreatesASocketFileWithTheRequestedMode() throws {
         let bus = IPNSocket(policy: "hub")

@@ -6,10 +6,7 @@ import XCTest
 @testable import IPNBus
 
 /// Nodes that die mid-message and peers that send garbage hurt only themselves.
-final class CrashAndBadInputTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
+final class CrashAndBadInputTests: DirectoryTestCase {
 
     func testKillingNodesMidMessage200TimesLeaksNothingAndTearsNothing() async throws {
         let path = dir + "/bus"

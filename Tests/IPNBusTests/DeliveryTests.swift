@@ -6,10 +6,7 @@ import XCTest
 @testable import IPNBus
 
 /// What reaches whom: hub fan-out across processes, order, large zero-copy messages, the switch.
-final class DeliveryTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
+final class DeliveryTests: DirectoryTestCase {
 
     func testHubDeliversEveryMessageToEveryOtherNodeInOrder() async throws {
         let path = dir + "/bus"

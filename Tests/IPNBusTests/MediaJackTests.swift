@@ -7,15 +7,14 @@ import XCTest
 @testable import IPNBus
 
 /// Real publishers and recorders as separate processes; every file checked with real ffprobe/ffmpeg.
-final class MediaJackTests: XCTestCase {
-    var dir = ""
+final class MediaJackTests: DirectoryTestCase {
     var bus = ""
     var holder: IPNSocket?
 
     override func setUpWithError() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe"), "ffprobe missing: scripts/setup installs it")
         PolicyRegistry.register(MediaPolicy.self)
-        dir = try TestSupport.makeDirectory(name)
+        try super.setUpWithError()
         try makeBus(queue: 256)
     }
 
@@ -31,7 +30,7 @@ final class MediaJackTests: XCTestCase {
     }
     override func tearDown() {
         holder?.close()
-        TestSupport.removeDirectory(dir)
+        super.tearDown()
     }
 
     func tool(_ path: String, _ args: [String]) async throws -> TestSupport.Outcome {

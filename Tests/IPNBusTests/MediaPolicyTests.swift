@@ -5,15 +5,13 @@ import XCTest
 @testable import IPNBus
 
 /// The frame-aware policy on a real bus: late join, keyframe discipline, ownership, end of stream.
-final class MediaPolicyTests: XCTestCase {
-    var dir = ""
+final class MediaPolicyTests: DirectoryTestCase {
     var path = ""
     override func setUpWithError() throws {
         PolicyRegistry.register(MediaPolicy.self)
-        dir = try TestSupport.makeDirectory(name)
+        try super.setUpWithError()
         path = dir + "/media"
     }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
 
     /// A compressed-looking video stream: a keyframe every `gop` frames, the frame number as payload.
     let video = StreamDescription(kind: .video, codec: "synthetic", width: 64, height: 32, frameRate: (25, 1), allKeyframes: false)

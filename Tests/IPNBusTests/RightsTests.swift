@@ -6,12 +6,9 @@ import XCTest
 
 /// Rights come from the bus file's mode against the real credentials of the joining process,
 /// taken from the socket (SO_PEERCRED), tested with real other users.
-final class RightsTests: XCTestCase {
-    var dir = ""
+final class RightsTests: DirectoryTestCase {
     let stranger = TestSupport.Identity(uid: 4101, gid: 4101)
     let groupMember = TestSupport.Identity(uid: 4102, gid: 4102, groups: [4200])
-    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
 
     func makeBus(mode: UInt32, group: UInt32 = 0) throws -> (IPNSocket, String) {
         let path = dir + "/bus"

@@ -5,10 +5,7 @@ import XCTest
 @testable import IPNBus
 
 /// A slow receiver loses messages (counted) on a lossy bus and holds senders back on a lossless one.
-final class SlowReceiverTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws { dir = try TestSupport.makeDirectory(name) }
-    override func tearDown() { TestSupport.removeDirectory(dir) }
+final class SlowReceiverTests: DirectoryTestCase {
 
     func testStoppedReceiverNeitherSlowsTheSenderNorOtherReceivers() async throws {
         let path = dir + "/bus"
