@@ -37,10 +37,12 @@ let package = Package(
         // so the bus host can run the media policy without any media library.
         .target(name: "MediaWire", dependencies: ["IPNBus", "CIPNSys", .product(name: "Atomics", package: "swift-atomics")], swiftSettings: strict),
         .executableTarget(name: "ipn-host", dependencies: ["IPNBus", "MediaWire"], swiftSettings: strict),
-        // The thin C boundary to libav (Debian: libavcodec-dev, libavformat-dev, libswscale-dev).
+        // The thin C boundary to libav, libv4l2 and alsa-lib (Debian: libavcodec-dev, libavformat-dev,
+        // libswscale-dev, libswresample-dev, libv4l-dev, libasound2-dev).
         .target(
             name: "CMedia",
-            linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("avutil")]),
+            linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("swresample"),
+                             .linkedLibrary("avutil"), .linkedLibrary("v4l2"), .linkedLibrary("asound")]),
         // Sources, encoders and sinks on a media bus.
         .target(name: "MediaJack", dependencies: ["MediaWire", "IPNBus", "CMedia", "CIPNSys"], swiftSettings: strict),
         .executableTarget(
