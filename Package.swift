@@ -70,5 +70,7 @@ let package = Package(
             name: "IPNBusTests",
             dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys", "MediaWire", "MediaJack"],
             swiftSettings: strict),
+        // The device tier: real V4L2 and ALSA drivers in a VM (scripts/vm/run); run alone with --filter DeviceTests.
+        .testTarget(name: "DeviceTests", dependencies: ["IPNTestSupport"], swiftSettings: strict),
     ]
 )

@@ -32,7 +32,7 @@ final class PictureConverter {
         let base = UnsafeMutablePointer(mutating: picture.baseAddress!.assumingMemoryBound(to: UInt8.self))
         _ = av_image_fill_arrays(&srcData, &srcStride, base, source, Int32(width), Int32(height), 1)
         var dst: [UnsafeMutablePointer<UInt8>?] = planes.map { $0.0 } + [nil]
-        var dstStride: [Int32] = planes.map { Int32($0.1) } + [0]
+        let dstStride: [Int32] = planes.map { Int32($0.1) } + [0]
         srcData.withUnsafeBufferPointer { s in
             let constSrc = UnsafeRawPointer(s.baseAddress!).assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
             _ = sws_scale(context, constSrc, srcStride, 0, Int32(height), &dst, dstStride)

@@ -27,8 +27,12 @@ public final class Recorder {
     private var pending: [(UInt32, FrameHeader, [UInt8])] = []
     private var pendingBytes = 0
 
-    public init(path: String) throws(MediaError) {
+    /// Store raw video as it comes (Matroska only) instead of encoding it to H.264.
+    public let keepsRawVideo: Bool
+
+    public init(path: String, keepRawVideo: Bool = false) throws(MediaError) {
         self.path = path
+        keepsRawVideo = keepRawVideo
         var ctx: UnsafeMutablePointer<AVFormatContext>?
         let r = avformat_alloc_output_context2(&ctx, nil, nil, path)
         guard r >= 0, let ctx else {
@@ -68,7 +72,7 @@ public final class Recorder {
             audioEncoders[id] = encoder
             return true
         }
-        if d.codec == "rawvideo" {
+        if d.codec == "rawvideo" && !keepsRawVideo {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable.
             guard let w = d.width, let h = d.height, let format = d.pixelFormat,
                   format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
@@ -100,6 +104,10 @@ public final class Recorder {
             par.pointee.width = Int32(d.width ?? 0)
             par.pointee.height = Int32(d.height ?? 0)
             if let pf = d.pixelFormat { par.pointee.format = av_get_pix_fmt(pf).rawValue }
+            if d.codec == "rawvideo", let pf = d.pixelFormat {
+                // The fourcc tells readers the pixel layout (YUY2, NV12...); without it they assume RGB.
+                par.pointee.codec_tag = avcodec_pix_fmt_to_codec_tag(av_get_pix_fmt(pf))
+            }
             if let n = d.frameRateNumerator, let den = d.frameRateDenominator {
                 st.pointee.avg_frame_rate = AVRational(num: Int32(n), den: Int32(den))
                 st.pointee.r_frame_rate = st.pointee.avg_frame_rate
@@ -120,6 +128,10 @@ public final class Recorder {
         if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
             let r = avio_open(&context.pointee.pb, path, AVIO_FLAG_WRITE)
             guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
+        }
+        if keepsRawVideo, String(cString: context.pointee.oformat.pointee.name) == "matroska" {
+            // Raw video is stored the way AVI does it (a fourcc), which Matroska readers understand.
+            cm_set_option(context.pointee.priv_data, "allow_raw_vfw", "1")
         }
         let r = avformat_write_header(context, nil)
         guard r >= 0 else { throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))") }

@@ -18,9 +18,12 @@ public final class SegmentedRecorder {
     private var completedDuration = 0.0
     public private(set) var rejectedStreams: [String] = []
 
-    public init(output: String, segmentSeconds: Double?) throws(MediaError) {
+    public let keepRawVideo: Bool
+
+    public init(output: String, segmentSeconds: Double?, keepRawVideo: Bool = false) throws(MediaError) {
         self.output = output
         self.segmentSeconds = segmentSeconds
+        self.keepRawVideo = keepRawVideo
         try open()
     }
 
@@ -32,7 +35,7 @@ public final class SegmentedRecorder {
     }
 
     private func open() throws(MediaError) {
-        let recorder = try Recorder(path: name(files.count))
+        let recorder = try Recorder(path: name(files.count), keepRawVideo: keepRawVideo)
         files.append(recorder.path)
         // Every live stream is written under its own id in a new file (continued ones included).
         writtenAs.removeAll()

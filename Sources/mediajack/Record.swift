@@ -16,6 +16,7 @@ struct Record: ParsableCommand {
     @Argument(help: "Path of the bus.") var bus: String
     @Argument(help: "Output file: .mkv, .mp4 or .ts.") var output: String
     @Option(help: "Stop after this many seconds of media.") var duration: Double?
+    @Flag(name: .customLong("keep-raw"), help: "Store raw video as it comes (lossless, .mkv only) instead of encoding it to H.264.") var keepRaw = false
     @Option(help: "Which streams to record: kinds (video, audio) and/or stream ids as `mediajack ls` shows them, comma separated.")
     var streams = "video,audio"
     @Flag(help: "Wait for the next live keyframe instead of the replayed GOP (same as --join next-keyframe).") var nextKeyframe = false
@@ -32,6 +33,7 @@ struct Record: ParsableCommand {
         if let losslessBuffer, ConsumerBuffer.Bound(losslessBuffer) == nil {
             throw ValidationError("--lossless-buffer takes seconds (10s) or a size (256MiB, 1GiB), not '\(losslessBuffer)'")
         }
+        if keepRaw && !output.lowercased().hasSuffix(".mkv") { throw ValidationError("--keep-raw needs a .mkv output (MP4 and MPEG-TS cannot hold raw video)") }
     }
 
     func run() throws {
@@ -45,7 +47,7 @@ struct Record: ParsableCommand {
                 ConsumerBuffer(consumer, bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
             }
             defer { buffer?.stop() }
-            let recorder = try SegmentedRecorder(output: output, segmentSeconds: segment)
+            let recorder = try SegmentedRecorder(output: output, segmentSeconds: segment, keepRawVideo: keepRaw)
             var line = ProgressLine()
             var open: Set<UInt32> = []
             var ended = false
