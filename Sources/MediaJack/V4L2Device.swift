@@ -184,7 +184,7 @@ public final class V4L2Device {
         if n < 0 { if errno == EINTR { return nil }; throw failure(errno, "poll") }
         if n == 0 { return nil }
         if pfd.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 && pfd.revents & Int16(POLLIN) == 0 {
-            throw .gone(device: path, "the device reported an error (removed?)")
+            throw .gone(device: path, "the driver reported an error (unplugged?)")
         }
         var b = v4l2_buffer()
         b.type = V4L2_BUF_TYPE_VIDEO_CAPTURE.rawValue
@@ -237,8 +237,11 @@ public struct FrameRate: Sendable, Equatable, CustomStringConvertible {
     public var value: Double { Double(numerator) / Double(denominator) }
     /// Nanoseconds per frame.
     public var interval: Int64 { Int64(denominator) * 1_000_000_000 / Int64(max(1, numerator)) }
+    /// "30", "12.5", "29.970".
     public var description: String {
-        denominator == 1 ? "\(numerator)" : (value * 1000).rounded() == (value * 1000) ? "\(value)" : String(format: "%.3f", value)
+        if numerator % denominator == 0 { return "\(numerator / denominator)" }
+        let tenths = value * 10
+        return tenths.rounded() == tenths ? String(format: "%.1f", value) : String(format: "%.3f", value)
     }
 }
 

@@ -147,7 +147,9 @@ struct Publish: ParsableCommand {
             }
         } catch {
             line.end()
-            FileHandle.standardError.write(Data("published \(last.frames) frames before the error (\(last.lost) lost by the driver)\n".utf8))
+            if last.frames > 0 {
+                FileHandle.standardError.write(Data("published \(last.frames) frames before the error (\(last.lost) lost by the driver)\n".utf8))
+            }
             throw error
         }
         line.end()
@@ -170,7 +172,7 @@ struct Publish: ParsableCommand {
             }
         } catch {
             line.end()
-            report("published \(last.periods) periods before the error (\(last.xruns) xruns)")
+            if last.periods > 0 { report("published \(last.periods) periods before the error (\(last.xruns) xruns)") }
             throw error
         }
         line.end()

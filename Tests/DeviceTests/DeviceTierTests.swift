@@ -8,8 +8,17 @@ import XCTest
 ///
 /// Run alone: `swift test --filter DeviceTests` (or `scripts/test-devices`).
 final class DeviceTierTests: XCTestCase {
+    /// The shared directory of the VM run (removed after the tests unless IPN_KEEP_DEVICE_TIER is set).
+    static let directory = Result { try TestSupport.makeDirectory("devicetier") }
     /// The one VM run every test here reads (started by the first test that needs it).
-    static let run = Task { try await VMRun.start() }
+    static let run = Task { try await VMRun.start(in: directory.get()) }
+
+    override class func tearDown() {
+        if ProcessInfo.processInfo.environment["IPN_KEEP_DEVICE_TIER"] == nil, case .success(let dir) = directory {
+            TestSupport.removeDirectory(dir)
+        }
+        super.tearDown()
+    }
 
     func vm() async throws -> VMRun { try await Self.run.value }
 
@@ -87,7 +96,7 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(log.contains("/dev/video0 cannot do MJPG"), log)
         XCTAssertTrue(log.contains("YUYV 640x360 @"), log)
         XCTAssertEqual(r.status("badsize.log"), 1)
-        XCTAssertTrue(r.text("badsize.log").contains("cannot do NV12 1000x1000 at 30 fps"), r.text("badsize.log"))
+        XCTAssertTrue(r.text("badsize.log").contains("cannot do nv12 1000x1000 at 30 fps"), r.text("badsize.log"))
     }
 
     func testABusyCameraSaysWhoHoldsIt() async throws {
@@ -165,7 +174,7 @@ final class DeviceTierTests: XCTestCase {
         let r = try await vm()
         XCTAssertEqual(r.status("alsabusy.log"), 1)
         let log = r.text("alsabusy.log")
-        XCTAssertTrue(log.contains("alsa:hw:Loopback,1,0 is busy: in use by pid"), log)
+        XCTAssertTrue(log.contains("alsa:hw:Loopback,1,4 is busy: in use by pid"), log)
         XCTAssertTrue(log.contains("(arecord)"), log)
     }
 }
@@ -217,8 +226,7 @@ struct Signal {
 struct VMRun: Sendable {
     let dir: String
 
-    static func start() async throws -> VMRun {
-        let dir = try TestSupport.makeDirectory("devicetier")
+    static func start(in dir: String) async throws -> VMRun {
         let run = VMRun(dir: dir)
         // The tone the sound tests play into the card, made here with ffmpeg (997 Hz, -6 dB of full scale's 1/8).
         let tone = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "sine=frequency=997:sample_rate=48000:duration=4",
