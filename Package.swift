@@ -13,6 +13,9 @@ let package = Package(
         .executable(name: "ipn-host", targets: ["ipn-host"]),
         .executable(name: "ipn-bench", targets: ["ipn-bench"]),
         .executable(name: "mediajack", targets: ["mediajack"]),
+        .executable(name: "jackd-ipn", targets: ["jackd-ipn"]),
+        // The ALSA PCM plugin (ioplug) for unmodified applications: libasound_module_pcm_ipn.so.
+        .library(name: "asound_module_pcm_ipn", type: .dynamic, targets: ["AlsaPluginIPN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +50,17 @@ let package = Package(
         .target(name: "MediaJack", dependencies: ["MediaWire", "IPNBus", "CMedia", "CIPNSys"], swiftSettings: strict),
         .executableTarget(
             name: "mediajack",
+            dependencies: ["MediaJack", "MediaWire", "IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
+        // The ALSA ioplug boundary (Debian: libasound2-dev): the entry symbol and macros; no logic.
+        // PIC: alsa-lib then defines the versioned symbol a loadable plugin needs (not a static constructor).
+        .target(name: "CAlsaPlugin", cSettings: [.define("PIC")], linkerSettings: [.linkedLibrary("asound")]),
+        // `pcm.x { type ipn bus "/path" }`: an ALSA PCM on a jackd-ipn bus.
+        .target(name: "AlsaPluginIPN", dependencies: ["CAlsaPlugin", "CIPNSys", "IPNBus", "MediaWire"], swiftSettings: strict),
+        // The audio server: one clock, mixing on `mixer` buses.
+        .executableTarget(
+            name: "jackd-ipn",
             dependencies: ["MediaJack", "MediaWire", "IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),

@@ -14,6 +14,7 @@ func report(_ line: String) {
 
 signal(SIGPIPE, SIG_IGN)
 PolicyRegistry.register(MediaPolicy.self)
+PolicyRegistry.register(MixerPolicy.self)
 var arguments = CommandLine.arguments
 // `ipn-host --detach PATH OPTIONS`: start the real host as a grandchild of the binder and exit at
 // once, so the binder reaps this process and the host is nobody's zombie when it ends.

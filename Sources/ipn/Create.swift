@@ -13,11 +13,11 @@ struct Create: ParsableCommand {
             returns at once and the bus stays until `ipn rm PATH`.
 
             Policies: hub (every message to every other node), switch (Ethernet frames, MAC learning), \
-            media (timestamped frames: late joiners start at a keyframe, slow consumers drop to the next one).
+            media (timestamped frames: late joiners start at a keyframe, slow consumers drop to the next one),             mixer (audio: a star around one jackd-ipn server, which mixes every client's periods).
             """)
 
     @Argument(help: "Path of the bus file to create.") var path: String
-    @Option(help: "Delivery policy: hub, switch or media.") var policy = "hub"
+    @Option(help: "Delivery policy: hub, switch, media or mixer.") var policy = "hub"
     @Option(help: "Permission bits of the bus file, octal (r receive, w send, x manage). Default 0777 & ~umask.")
     var mode: String?
     @Flag(help: "Keep the bus up with no node on it, until `ipn rm`.") var persistent = false
@@ -30,6 +30,7 @@ struct Create: ParsableCommand {
 
     func run() throws {
         PolicyRegistry.register(MediaPolicy.self)
+        PolicyRegistry.register(MixerPolicy.self)
         var options = BusOptions()
         options.policy = policy
         options.mtu = mtu

@@ -1,0 +1,35 @@
+#include "CAlsaPlugin.h"
+#include <errno.h>
+#include <string.h>
+
+unsigned int cap_ioplug_version(void) { return SND_PCM_IOPLUG_VERSION; }
+unsigned int cap_flag_monotonic(void) { return SND_PCM_IOPLUG_FLAG_MONOTONIC; }
+void *cap_area_address(const snd_pcm_channel_area_t *area, snd_pcm_uframes_t offset) {
+    return (char *)area->addr + (area->first + area->step * offset) / 8;
+}
+unsigned int cap_area_step_bytes(const snd_pcm_channel_area_t *area) { return area->step / 8; }
+
+// Implemented in Swift (AlsaPluginIPN, @_cdecl).
+extern int ipn_pcm_plugin_open(snd_pcm_t **pcmp, const char *name, const char *bus, snd_pcm_stream_t stream, int mode);
+
+// pcm.NAME { type ipn bus "/path/to/bus" }: reads the configuration, then the Swift side opens the PCM.
+SND_PCM_PLUGIN_DEFINE_FUNC(ipn) {
+    (void)root;
+    snd_config_iterator_t i, next;
+    const char *bus = NULL;
+    snd_config_for_each(i, next, conf) {
+        snd_config_t *n = snd_config_iterator_entry(i);
+        const char *id;
+        if (snd_config_get_id(n, &id) < 0) continue;
+        if (strcmp(id, "comment") == 0 || strcmp(id, "type") == 0 || strcmp(id, "hint") == 0) continue;
+        if (strcmp(id, "bus") == 0) {
+            if (snd_config_get_string(n, &bus) < 0) { SNDERR("ipn: bus must be a string (a bus path)"); return -EINVAL; }
+            continue;
+        }
+        SNDERR("ipn: unknown field %s (the only one is bus)", id);
+        return -EINVAL;
+    }
+    if (!bus || !*bus) { SNDERR("ipn: no bus given: use ipn:BUS=/path/to/bus, or bus \"/path\" in the PCM definition"); return -EINVAL; }
+    return ipn_pcm_plugin_open(pcmp, name, bus, stream, mode);
+}
+SND_PCM_PLUGIN_SYMBOL(ipn);

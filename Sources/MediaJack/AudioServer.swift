@@ -1,0 +1,286 @@
+import CIPNSys
+import Foundation
+import Glibc
+import IPNBus
+import MediaWire
+
+/// jackd-ipn's engine: one clock, several `mixer` buses. Every period it mixes what each bus's clients
+/// sent for that period (saturating, in float), adds the device's input when there is a device, and
+/// publishes the mix to every client of the bus (and plays it on the device). A client whose audio for a
+/// period arrives after that period was mixed has missed it: counted as its xrun; the clock never waits.
+///
+/// The period path (drain, mix, send, device I/O) allocates nothing, takes no lock and logs nothing:
+/// buffers are made when a bus or a client first appears. Reports (`ipn stat`) are sent once a second,
+/// after a period's work.
+public final class AudioServer {
+    public enum Driver: Sendable, Equatable { case dummy, alsa(String) }
+
+    public struct Settings: Sendable {
+        public var buses: [String] = []
+        public var rate = 48_000
+        public var period = 256
+        /// Device buffer in periods (alsa); advertised as the clients' write-ahead.
+        public var periods = 2
+        public var channels = 2
+        public var driver = Driver.dummy
+        public var realtime = true
+        public init() {}
+    }
+
+    /// Periods a client may send ahead of the clock.
+    static let lookahead = 16
+
+    final class Client {
+        let ring: UnsafeMutablePointer<Float>
+        var indices = [UInt64](repeating: .max, count: AudioServer.lookahead)
+        var received = 0, late = 0, early = 0, mixed = 0
+        init(samples: Int) {
+            ring = .allocate(capacity: samples * AudioServer.lookahead)
+            ring.initialize(repeating: 0, count: samples * AudioServer.lookahead)
+        }
+        deinit { ring.deallocate() }
+    }
+
+    final class MixPoint {
+        let path: String
+        let socket: IPNSocket
+        var clients: [UInt32: Client] = [:]
+        /// Clients that left, and the period after which their last sent audio has been mixed.
+        var departed: [(id: UInt32, after: UInt64)] = []
+        var mixes = 0, sendFailures = 0, rejected = 0
+        var lateTotal = 0
+        init(path: String, socket: IPNSocket) { self.path = path; self.socket = socket }
+    }
+
+    public let settings: Settings
+    private var points: [MixPoint] = []
+    private let samplesPerPeriod: Int
+    private let mix: UnsafeMutablePointer<Float>
+    private var playback: AlsaPCM?
+    private var capture: AlsaPCM?
+    private let deviceBuffer: UnsafeMutablePointer<Int16>
+    private let input: UnsafeMutablePointer<Float>
+    private var hasInput = false
+    public private(set) var index: UInt64 = 0
+    public private(set) var serverXruns = 0
+    private var loadSum = 0.0, loadMax = 0.0, loadCount = 0
+    private var realtimeNote = ""
+    private let report: (String) -> Void
+
+    public init(_ s: Settings, report: @escaping (String) -> Void) throws {
+        settings = s
+        self.report = report
+        samplesPerPeriod = s.period * s.channels
+        mix = .allocate(capacity: samplesPerPeriod)
+        input = .allocate(capacity: samplesPerPeriod)
+        input.initialize(repeating: 0, count: samplesPerPeriod)
+        deviceBuffer = .allocate(capacity: samplesPerPeriod)
+        PolicyRegistry.register(MixerPolicy.self)
+        for path in s.buses {
+            let socket = IPNSocket(policy: MixerPolicy.name)
+            socket.options.mtu = max(4096, AudioBusMessage.headerSize + samplesPerPeriod * 4 * 2)
+            socket.options.queueLength = 512
+            socket.policyParameters = MixerPolicy.serverParameter
+            socket.description = "jackd-ipn"
+            try socket.bind(path)
+            switch Result(catching: { () throws(IPNError) in try socket.connect() }) {
+            case .success: break
+            case .failure(.refused): throw IPNError.refused(path: path, reason: "another jackd-ipn already serves this bus")
+            case .failure(let e): throw e
+            }
+            guard socket.busOptions?.policy == MixerPolicy.name else {
+                throw IPNError.policyMismatch(path: path, bus: socket.busOptions?.policy ?? "?", requested: MixerPolicy.name)
+            }
+            points.append(MixPoint(path: path, socket: socket))
+        }
+        if case .alsa(let name) = s.driver {
+            var q = AlsaPCM.Request()
+            q.rate = s.rate; q.channels = s.channels; q.format = .s16; q.period = s.period; q.periods = max(2, s.periods); q.exact = true
+            playback = try AlsaPCM(name, .playback, q)
+            do { capture = try AlsaPCM(name, .capture, q) } catch {
+                report("alsa:\(name): no capture side (\(error)); playing only")
+            }
+        }
+    }
+
+    deinit {
+        mix.deallocate(); input.deallocate(); deviceBuffer.deallocate()
+        for p in points { p.socket.close() }
+    }
+
+    var periodNanoseconds: Double { Double(settings.period) * 1e9 / Double(settings.rate) }
+
+    /// Runs until `shouldStop`. The clock is the device (alsa) or CLOCK_MONOTONIC (dummy).
+    public func run(shouldStop: () -> Bool) throws {
+        realtimeNote = settings.realtime ? Self.becomeRealtime() : "off"
+        report("jackd-ipn: \(settings.rate) Hz, \(settings.period) frames a period (\(String(format: "%.2f", periodNanoseconds / 1e6)) ms), "
+               + "\(settings.channels) channels, driver \(settings.driver == .dummy ? "dummy (timer)" : "alsa"), real-time: \(realtimeNote); "
+               + "serving \(points.map(\.path).joined(separator: ", "))")
+        let start = ipn_monotonic_ns()
+        var lastReport = start
+        if let playback {
+            // A cushion of silence, then the card's period timing is the clock.
+            for i in 0..<samplesPerPeriod { deviceBuffer[i] = 0 }
+            for _ in 0..<max(1, settings.periods) { _ = try playback.write(deviceBuffer, frames: settings.period) }
+        }
+        while !shouldStop() {
+            // Wait for the tick.
+            if let capture {
+                try readInput(capture)
+            } else if playback == nil {
+                let due = start + UInt64((Double(index) * periodNanoseconds).rounded())
+                var now = ipn_monotonic_ns()
+                if now < due {
+                    var t = timespec(tv_sec: Int(due / 1_000_000_000), tv_nsec: Int(due % 1_000_000_000))
+                    while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, nil) == EINTR {}
+                    now = ipn_monotonic_ns()
+                } else if Double(now - due) > periodNanoseconds {
+                    // The server itself was late by more than a period: skip to the current one.
+                    let current = UInt64(Double(now - start) / periodNanoseconds)
+                    serverXruns += Int(current - index)
+                    index = current
+                }
+            }
+            let woke = ipn_monotonic_ns()
+            for p in points { try serve(p) }
+            if let playback {
+                for i in 0..<samplesPerPeriod { deviceBuffer[i] = Int16((max(-1, min(1, mixAll[i]))) * 32767) }
+                if case .xrun = try playback.write(deviceBuffer, frames: settings.period) { serverXruns += 1 }
+            }
+            let done = ipn_monotonic_ns()
+            let load = Double(done - woke) / periodNanoseconds
+            loadSum += load; loadCount += 1; loadMax = max(loadMax, load)
+            index += 1
+            if done - lastReport >= 1_000_000_000 {
+                lastReport = done
+                sendReports()
+            }
+        }
+        sendReports()
+    }
+
+    /// The sum of every bus's mix, for the device output (allocated once).
+    private lazy var mixAll: UnsafeMutablePointer<Float> = {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: samplesPerPeriod)
+        p.initialize(repeating: 0, count: samplesPerPeriod)
+        return p
+    }()
+
+    private func readInput(_ capture: AlsaPCM) throws {
+        var got = 0
+        while got < settings.period {
+            switch try capture.read(into: deviceBuffer + got * settings.channels, frames: settings.period - got) {
+            case .frames(let n): got += n
+            case .xrun: serverXruns += 1; got = 0
+            }
+        }
+        for i in 0..<samplesPerPeriod { input[i] = Float(deviceBuffer[i]) / 32768 }
+        hasInput = true
+    }
+
+    /// Takes what the bus's clients sent, mixes period `index`, sends the mix.
+    private func serve(_ p: MixPoint) throws {
+        try drain(p)
+        for i in 0..<samplesPerPeriod { mix[i] = hasInput ? input[i] : 0 }
+        let slot = Int(index % UInt64(Self.lookahead))
+        for client in p.clients.values where client.indices[slot] == index {
+            let source = client.ring + slot * samplesPerPeriod
+            for i in 0..<samplesPerPeriod { mix[i] += source[i] }
+            client.indices[slot] = .max
+            client.mixed += 1
+        }
+        // Saturate: the mix of loud clients clips, it never wraps.
+        for i in 0..<samplesPerPeriod { mix[i] = max(-1, min(1, mix[i])) }
+        if playback != nil {
+            if p === points.first { for i in 0..<samplesPerPeriod { mixAll[i] = 0 } }
+            for i in 0..<samplesPerPeriod { mixAll[i] += mix[i] }
+        }
+        let h = AudioBusMessage.Header(kind: .mix, index: index, rate: UInt32(settings.rate), channels: UInt16(settings.channels),
+                                       frames: UInt32(settings.period))
+        do {
+            try p.socket.send(length: h.size, nonBlocking: true) { out in
+                AudioBusMessage.writeHeader(h, into: out)
+                (out.baseAddress! + AudioBusMessage.headerSize).copyMemory(from: mix, byteCount: samplesPerPeriod * 4)
+            }
+            p.mixes += 1
+        } catch .wouldBlock {
+            p.sendFailures += 1
+        }
+    }
+
+    /// Every message waiting on the bus: clients' periods into their slots, departures.
+    private func drain(_ p: MixPoint) throws {
+        while let _ = try p.socket.withNextMessage(nonBlocking: true, { view in
+            guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { p.rejected += 1; return }
+            switch h.kind {
+            case .period:
+                guard Int(h.channels) == settings.channels, Int(h.frames) == settings.period else { p.rejected += 1; return }
+                let client = p.clients[view.sender] ?? {
+                    let c = Client(samples: samplesPerPeriod)  // a new client: its only allocation
+                    p.clients[view.sender] = c
+                    return c
+                }()
+                client.received += 1
+                if h.index < index {
+                    client.late += 1
+                    p.lateTotal += 1
+                } else if h.index >= index + UInt64(Self.lookahead) {
+                    client.early += 1
+                } else {
+                    let slot = Int(h.index % UInt64(Self.lookahead))
+                    (client.ring + slot * samplesPerPeriod).update(
+                        from: UnsafeRawPointer(view.bytes.baseAddress! + AudioBusMessage.headerSize).assumingMemoryBound(to: Float.self),
+                        count: samplesPerPeriod)
+                    client.indices[slot] = h.index
+                }
+            case .clientLeft:
+                // What it sent ahead before leaving is still played; then its slot goes.
+                p.departed.append((UInt32(truncatingIfNeeded: h.index), index + UInt64(Self.lookahead)))
+            case .mix, .report:
+                p.rejected += 1
+            }
+        }) {}
+        if !p.departed.isEmpty {
+            for d in p.departed where d.after <= index { p.clients[d.id] = nil }
+            p.departed.removeAll { $0.after <= index }
+        }
+    }
+
+    /// Once a second: what `ipn stat` and `jackd-ipn stat` show, kept by each bus's policy.
+    private func sendReports() {
+        let load = loadCount > 0 ? loadSum / Double(loadCount) : 0
+        for p in points {
+            var r: [String: String] = [
+                "clients": "\(p.clients.count)",
+                "rate": "\(settings.rate)",
+                "period": "\(settings.period) frames (\(String(format: "%.2f", periodNanoseconds / 1e6)) ms)",
+                "latency": playback != nil
+                    ? "\(settings.periods) periods (\(String(format: "%.1f", Double(settings.periods) * periodNanoseconds / 1e6)) ms) of device buffer"
+                    : "clients write ahead; the mix is sent at each tick",
+                "xruns": "\(p.lateTotal) late client periods, \(serverXruns) server",
+                "cpu": String(format: "%.2f%% average, %.2f%% peak of a period", load * 100, loadMax * 100),
+                "mixes": "\(p.mixes)",
+                "driver": settings.driver == .dummy ? "dummy" : "alsa",
+                "realtime": realtimeNote,
+            ]
+            for (id, c) in p.clients { r["client \(id)"] = "received \(c.received), mixed \(c.mixed), late \(c.late), early \(c.early)" }
+            if p.rejected > 0 { r["rejected"] = "\(p.rejected)" }
+            let body = (try? JSONEncoder().encode(r)).map { [UInt8]($0) } ?? []
+            try? p.socket.send(AudioBusMessage.encode(.init(kind: .report, index: index, rate: 0, channels: 0, frames: 0), body: body), nonBlocking: true)
+        }
+        loadSum = 0; loadCount = 0; loadMax = 0
+    }
+
+    /// SCHED_FIFO and locked memory when permitted; says what it got.
+    static func becomeRealtime() -> String {
+        var param = sched_param(sched_priority: 70)
+        let fifo = sched_setscheduler(0, SCHED_FIFO, &param) == 0
+        let locked = mlockall(Int32(MCL_CURRENT | MCL_FUTURE)) == 0
+        switch (fifo, locked) {
+        case (true, true): return "SCHED_FIFO 70, memory locked"
+        case (true, false): return "SCHED_FIFO 70"
+        case (false, true): return "not permitted (normal scheduling), memory locked"
+        case (false, false): return "not permitted (normal scheduling)"
+        }
+    }
+}

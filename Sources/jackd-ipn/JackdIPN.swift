@@ -1,0 +1,100 @@
+import ArgumentParser
+import Atomics
+import Foundation
+import Glibc
+import IPNBus
+import MediaJack
+import MediaWire
+
+@main
+struct JackdIPN: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jackd-ipn",
+        abstract: "An audio server on IPN buses: one clock, and every period each bus's clients are mixed and the mix sent back.",
+        discussion: """
+            Applications reach a bus through the ALSA plugin (`aplay -D ipn:BUS=/path/bus`, see samples/asoundrc) \
+            or the Swift AudioBusClient. Everything played onto a bus for a period is mixed (saturating, in float) \
+            and every client of the bus hears the mix. A client that is late misses that period (its xrun); the \
+            clock never waits. Several buses share one clock.
+
+            Examples:
+              jackd-ipn --bus /tmp/audio --rate 48000 --period 256 --driver dummy
+              jackd-ipn --bus /tmp/music,/tmp/voice --driver alsa:hw:1,0 --period 128 --periods 2
+              jackd-ipn stat /tmp/audio
+            """,
+        subcommands: [Serve.self, Stat.self],
+        defaultSubcommand: Serve.self)
+}
+
+let stopRequested = ManagedAtomic(false)
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve buses (the default command).")
+
+    @Option(help: "Bus paths, comma separated (created with the mixer policy when missing).") var bus: String
+    @Option(help: "Sample rate in Hz.") var rate = 48_000
+    @Option(help: "Frames per period.") var period = 256
+    @Option(help: "Device buffer in periods (alsa driver).") var periods = 2
+    @Option(help: "Channels of every bus.") var channels = 2
+    @Option(help: "The clock: dummy (a timer) or alsa:DEVICE (the card's period timing; also plays the mix and captures the input onto the buses).")
+    var driver = "dummy"
+    @Flag(name: .customLong("no-realtime"), help: "Do not ask for SCHED_FIFO and locked memory.") var noRealtime = false
+
+    func validate() throws {
+        guard driver == "dummy" || (driver.hasPrefix("alsa:") && driver.count > 5) else {
+            throw ValidationError("--driver must be dummy or alsa:DEVICE (e.g. alsa:hw:1,0)")
+        }
+        guard (8_000...192_000).contains(rate) else { throw ValidationError("--rate must be 8000...192000") }
+        guard (16...8192).contains(period) else { throw ValidationError("--period must be 16...8192 frames") }
+        guard (2...16).contains(periods) else { throw ValidationError("--periods must be 2...16") }
+        guard (1...8).contains(channels) else { throw ValidationError("--channels must be 1...8") }
+        guard !bus.split(separator: ",").isEmpty else { throw ValidationError("--bus needs at least one path") }
+    }
+
+    func run() throws {
+        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGPIPE, SIG_IGN)
+        var s = AudioServer.Settings()
+        s.buses = bus.split(separator: ",").map(String.init)
+        s.rate = rate; s.period = period; s.periods = periods; s.channels = channels
+        s.driver = driver == "dummy" ? .dummy : .alsa(String(driver.dropFirst(5)))
+        s.realtime = !noRealtime
+        let say = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        do {
+            let server = try AudioServer(s, report: say)
+            try server.run { stopRequested.load(ordering: .relaxed) }
+            say("jackd-ipn: stopped after \(server.index) periods, \(server.serverXruns) server xruns")
+        } catch {
+            say("jackd-ipn: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Stat: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Clients, latency, xruns and CPU load of the server of a bus.")
+    @Argument(help: "Bus path.") var bus: String
+
+    func run() throws {
+        PolicyRegistry.register(MixerPolicy.self)
+        do {
+            let s = try Bus.status(bus)
+            guard s.options.policy == MixerPolicy.name else {
+                FileHandle.standardError.write(Data("jackd-ipn: \(bus) uses the \(s.options.policy) policy, not mixer\n".utf8))
+                throw ExitCode(1)
+            }
+            let r = s.policyStatistics
+            print("bus \(bus): server \(r["server"] ?? "none"), \(r["clients"] ?? r["nodes"] ?? "0") client(s)")
+            for key in ["rate", "period", "latency", "xruns", "cpu", "mixes", "driver", "realtime", "rejected", "dropped without server"] {
+                if let v = r[key] { print("  \(key): \(v)") }
+            }
+            for (k, v) in r.sorted(by: { $0.key < $1.key }) where k.hasPrefix("client ") { print("  \(k): \(v)") }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("jackd-ipn: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
