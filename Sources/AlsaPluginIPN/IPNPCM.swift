@@ -19,8 +19,9 @@ final class IPNPCM: @unchecked Sendable {
     let bus: String
     let wake: Int32
     let lock = NSLock()
-    /// Periods ahead of the last mix that playback is sent for (the server's write-ahead).
-    let lookahead: UInt64 = 2
+    /// Periods ahead of the last mix that playback is sent for (the server's write-ahead): the slack a
+    /// client has to be late by before the server misses its audio.
+    let lookahead: UInt64
 
     var serverChannels: Int { client.channels }
     var serverPeriod: Int { client.period }
@@ -36,11 +37,14 @@ final class IPNPCM: @unchecked Sendable {
     var failure: Int32 = 0
     var stopping = false
     var underruns = 0, overruns = 0
+    /// The server period the next playback period goes to (0: anchor at the next mix).
+    var nextSend: UInt64 = 0
 
     private let finished = DispatchSemaphore(value: 0)
 
-    init(io: UnsafeMutablePointer<snd_pcm_ioplug_t>, bus: String, playback: Bool) throws {
+    init(io: UnsafeMutablePointer<snd_pcm_ioplug_t>, bus: String, playback: Bool, lookahead: Int) throws {
         self.io = io
+        self.lookahead = UInt64(max(1, lookahead))
         self.bus = bus
         isPlayback = playback
         client = try AudioBusClient(bus: bus, description: "alsa \(playback ? "playback" : "capture") (pid \(getpid()))", timeout: 2)
@@ -89,15 +93,23 @@ final class IPNPCM: @unchecked Sendable {
             // Never move more than the application can tell apart (the pointer wraps at the buffer size).
             let limit = capacity - 1 - Int(hwPtr - lastReported)
             let n = max(0, min(count, p, limit))
-            if n < p && count < p { underruns += 1 }
+            guard n > 0 else {
+                if count == 0 { underruns += 1 }
+                nextSend = 0  // nothing to play: the next audio anchors afresh
+                return
+            }
+            // Consecutive periods go to consecutive server periods, so the stream stays whole; only when
+            // this client fell behind the clock is it anchored again (that gap is its underrun).
+            if nextSend <= index { nextSend = index + lookahead }
             let start = head
-            try? client.send(index: index + lookahead, frames: p) { out in
+            try? client.send(index: nextSend, frames: p) { out in
                 var from = start
                 for f in 0..<p {
                     for c in 0..<ch { out[f * ch + c] = f < n ? fifo[from * ch + c] : 0 }
                     if f < n { from = (from + 1) % capacity }
                 }
             }
+            nextSend += 1
             head = (head + n) % capacity
             count -= n
             hwPtr += UInt64(n)
@@ -126,7 +138,7 @@ final class IPNPCM: @unchecked Sendable {
 
     func prepare() -> Int32 {
         lock.lock(); defer { lock.unlock() }
-        head = 0; count = 0; hwPtr = 0; lastReported = 0; running = false
+        head = 0; count = 0; hwPtr = 0; lastReported = 0; running = false; nextSend = 0
         return failure
     }
 

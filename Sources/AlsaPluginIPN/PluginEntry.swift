@@ -31,13 +31,13 @@ nonisolated(unsafe) private let callbacks: UnsafeMutablePointer<snd_pcm_ioplug_c
 /// Called by the C entry point `_snd_pcm_ipn_open` with the configured bus.
 @_cdecl("ipn_pcm_plugin_open")
 public func ipnPCMPluginOpen(_ pcmp: UnsafeMutablePointer<OpaquePointer?>?, _ name: UnsafePointer<CChar>?, _ bus: UnsafePointer<CChar>?,
-                             _ stream: snd_pcm_stream_t, _ mode: Int32) -> Int32 {
+                             _ lookahead: Int32, _ stream: snd_pcm_stream_t, _ mode: Int32) -> Int32 {
     let busPath = String(cString: bus!)
     let io = UnsafeMutablePointer<snd_pcm_ioplug_t>.allocate(capacity: 1)
     io.initialize(to: snd_pcm_ioplug_t())
     let state: IPNPCM
     do {
-        state = try IPNPCM(io: io, bus: busPath, playback: stream == SND_PCM_STREAM_PLAYBACK)
+        state = try IPNPCM(io: io, bus: busPath, playback: stream == SND_PCM_STREAM_PLAYBACK, lookahead: Int(lookahead))
     } catch {
         FileHandle.standardError.write(Data("ALSA ipn: \(error)\n".utf8))
         io.deallocate()

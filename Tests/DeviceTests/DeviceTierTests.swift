@@ -170,6 +170,17 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertEqual(tone.frequency, 997, accuracy: 3)
     }
 
+    func testJackdIPNClockedByTheCardCarriesAudioBothWaysIntact() async throws {
+        let r = try await vm()
+        XCTAssertEqual(r.status("cardout-play.log"), 0, r.text("cardout-play.log"))
+        XCTAssertEqual(r.status("busin-play.log"), 0, r.text("busin-play.log"))
+        XCTAssertTrue(r.text("jackd-stat.txt").contains("driver: alsa"), r.text("jackd-stat.txt"))
+        // aplay → plugin → bus → jackd-ipn → hw:Loopback,0,5 → hw:Loopback,1,5 → arecord.
+        try await r.assertContains("card-out.wav", "noise-out.wav")
+        // aplay → hw:Loopback,1,5 → hw:Loopback,0,5 → jackd-ipn → bus → plugin → arecord.
+        try await r.assertContains("bus-in.wav", "noise-in.wav")
+    }
+
     func testABusySoundDeviceSaysWhoHoldsIt() async throws {
         let r = try await vm()
         XCTAssertEqual(r.status("alsabusy.log"), 1)
@@ -232,6 +243,17 @@ struct VMRun: Sendable {
         let tone = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "sine=frequency=997:sample_rate=48000:duration=4",
                                                                      "-af", "volume=-6dB", "-ac", "2", "-c:a", "pcm_s16le", dir + "/tone.wav"])
         guard tone.exitCode == 0 else { throw VMError.setup("ffmpeg could not make the tone: \(tone)") }
+        // Noise for jackd-ipn's round trips through the card: every sample checkable.
+        for (name, seed) in [("noise-out.wav", 11), ("noise-in.wav", 12)] {
+            let r = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=2:c=white:r=48000:a=0.3:seed=\(seed)",
+                                                                     "-ac", "2", "-c:a", "pcm_s16le", dir + "/" + name])
+            guard r.exitCode == 0 else { throw VMError.setup("ffmpeg could not make noise: \(r)") }
+        }
+        // ALSA in the guest reads $HOME/.asoundrc: the ipn PCM, with the plugin built here.
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let sample = try String(contentsOfFile: repository + "/samples/asoundrc", encoding: .utf8)
+        try ("pcm_type.ipn { lib \"\(TestSupport.productsDirectory)/libasound_module_pcm_ipn.so\" }\n" + sample)
+            .write(toFile: dir + "/.asoundrc", atomically: true, encoding: .utf8)
         try guestScript(products: TestSupport.productsDirectory).write(toFile: dir + "/scenarios.sh", atomically: true, encoding: .utf8)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/vm/run").path
@@ -293,6 +315,18 @@ struct VMRun: Sendable {
     func samples(_ name: String) async throws -> Stereo {
         let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", dir + "/" + name, "-map", "0:a:0", "-f", "s16le", "-ac", "2", "-"])
         return Stereo(samples: bytes.withUnsafeBytes { Array($0.bindMemory(to: Int16.self)) })
+    }
+
+    /// `recording` holds every sample of `played`, in order, unchanged.
+    func assertContains(_ recording: String, _ played: String, line: UInt = #line) async throws {
+        let want = try await samples(played).samples, got = try await samples(recording).samples
+        let key = Array(want[4000..<4064])
+        var at: Int?
+        var o = 0
+        while o + 64 <= got.count { if got[o] == key[0] && Array(got[o..<(o + 64)]) == key { at = o - 4000; break }; o += 2 }
+        guard let at, at >= 0, at + want.count <= got.count else { return XCTFail("\(played) is not in \(recording)", line: line) }
+        let bad = zip(got[at..<(at + want.count)], want).filter { $0.0 != $0.1 }.count
+        XCTAssertEqual(bad, 0, "\(bad) samples of \(played) differ in \(recording)", line: line)
     }
 
     /// Every scenario, in one shell script the guest runs in the shared directory. Each records its
@@ -381,6 +415,23 @@ struct VMRun: Sendable {
         start arecordbusy.log arecord -q -D hw:Loopback,1,4 -f S16_LE -r 48000 -c 2 -d 3 /dev/null
         sleep 1
         run alsabusy.log mediajack publish alsa:hw:Loopback,1,4 /tmp/snd4 --frames 5
+        wait
+
+        echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
+        export HOME="$PWD"
+        start jackd.log jackd-ipn --bus /tmp/jbus --driver alsa:hw:Loopback,0,5 --period 256 --periods 3
+        waitfile jackd.log
+        sleep 1
+        start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 4 card-out.wav
+        sleep 0.3
+        run cardout-play.log aplay -q -D ipn:BUS=/tmp/jbus noise-out.wav
+        sleep 2
+        start busin-rec.log arecord -q -D ipn:BUS=/tmp/jbus -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
+        sleep 0.3
+        run busin-play.log aplay -q -D hw:Loopback,1,5 noise-in.wav
+        sleep 2
+        run jackd-stat.txt jackd-ipn stat /tmp/jbus
+        pkill -INT jackd-ipn
         wait
 
         echo "== vivid disconnects mid-stream (last: the device is gone afterwards)"
