@@ -144,7 +144,8 @@ public final class AudioServer {
             let woke = ipn_monotonic_ns()
             for p in points { try serve(p) }
             if let playback {
-                for i in 0..<samplesPerPeriod { deviceBuffer[i] = Int16((max(-1, min(1, mixAll[i]))) * 32767) }
+                // s16 = round(x × 32768), clipped: the exact inverse of the input's x = s16 / 32768.
+                for i in 0..<samplesPerPeriod { deviceBuffer[i] = Int16(max(-32768, min(32767, (mixAll[i] * 32768).rounded()))) }
                 if case .xrun = try playback.write(deviceBuffer, frames: settings.period) { serverXruns += 1 }
             }
             let done = ipn_monotonic_ns()
