@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "ipn-bench",
             dependencies: [
-                "IPNBus", "CIPNSys", "MediaWire",
+                "IPNBus", "CIPNSys", "MediaWire", "MediaJack",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -25,14 +25,17 @@ public struct BusOptions: Codable, Sendable, Equatable {
     public var macAgeSeconds: Int = 30
     /// Largest number of MAC addresses the switch policy remembers.
     public var macTableSize: Int = 4096
+    /// Messages up to this size travel inline in the rings (copied once more, but with no pool
+    /// bookkeeping); nil is `inlineLimit`. Audio buses raise it to hold a whole period.
+    public var inlineBytes: Int? = nil
 
     public init() {}
 
     public static let maximumMTU = 256 << 20
-    /// Messages up to this size travel inline in the rings; larger ones use the sender's pool.
+    /// Messages up to this size travel inline in the rings by default; larger ones use the sender's pool.
     public static let inlineLimit = 2048
 
-    public var inlineCapacity: Int { min(mtu, Self.inlineLimit) }
+    public var inlineCapacity: Int { min(mtu, inlineBytes ?? Self.inlineLimit) }
     public var effectiveQueueLength: Int { Self.powerOfTwo(atLeast: queueLength) }
     public var effectivePoolBytes: Int { poolBytes ?? max(8 << 20, 4 * mtu) }
 
@@ -55,5 +58,6 @@ public struct BusOptions: Codable, Sendable, Equatable {
         }
         guard macAgeSeconds >= 1 else { throw .invalidOption("MAC age must be at least 1 second") }
         guard macTableSize >= 16 else { throw .invalidOption("MAC table size must be at least 16") }
+        if let inlineBytes, !(64...65536).contains(inlineBytes) { throw .invalidOption("inline size \(inlineBytes) outside 64...65536") }
     }
 }

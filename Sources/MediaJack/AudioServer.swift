@@ -12,7 +12,7 @@ import MediaWire
 /// The period path (drain, mix, send, device I/O) allocates nothing, takes no lock and logs nothing:
 /// buffers are made when a bus or a client first appears. Reports (`ipn stat`) are sent once a second,
 /// after a period's work.
-public final class AudioServer {
+public final class AudioServer: @unchecked Sendable {
     public enum Driver: Sendable, Equatable { case dummy, alsa(String) }
 
     public struct Settings: Sendable {
@@ -64,6 +64,12 @@ public final class AudioServer {
     public private(set) var index: UInt64 = 0
     public private(set) var serverXruns = 0
     private var loadSum = 0.0, loadMax = 0.0, loadCount = 0
+    /// Since start: nanoseconds of work per period (total and peak), for the benchmark.
+    public private(set) var workNanoseconds: UInt64 = 0
+    public private(set) var peakWorkNanoseconds: UInt64 = 0
+    public private(set) var periodsServed = 0
+    /// Client periods that arrived after their period was mixed, on every bus.
+    public var lateClientPeriods: Int { points.reduce(0) { $0 + $1.lateTotal } }
     private var realtimeNote = ""
     private let report: (String) -> Void
 
@@ -78,7 +84,10 @@ public final class AudioServer {
         PolicyRegistry.register(MixerPolicy.self)
         for path in s.buses {
             let socket = IPNSocket(policy: MixerPolicy.name)
-            socket.options.mtu = max(4096, AudioBusMessage.headerSize + samplesPerPeriod * 4 * 2)
+            let message = AudioBusMessage.headerSize + samplesPerPeriod * 4
+            socket.options.mtu = max(4096, message * 2)
+            // A whole period inline in the rings: no pool bookkeeping on the period path.
+            socket.options.inlineBytes = min(65536, max(BusOptions.inlineLimit, (message + 63) & ~63))
             socket.options.queueLength = 512
             socket.policyParameters = MixerPolicy.serverParameter
             socket.description = "jackd-ipn"
@@ -149,6 +158,9 @@ public final class AudioServer {
                 if case .xrun = try playback.write(deviceBuffer, frames: settings.period) { serverXruns += 1 }
             }
             let done = ipn_monotonic_ns()
+            workNanoseconds += done - woke
+            peakWorkNanoseconds = max(peakWorkNanoseconds, done - woke)
+            periodsServed += 1
             let load = Double(done - woke) / periodNanoseconds
             loadSum += load; loadCount += 1; loadMax = max(loadMax, load)
             index += 1

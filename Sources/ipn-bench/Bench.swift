@@ -23,8 +23,16 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also measure raw 1080p frames through the media policy and late-join time.") var media = true
     @Option(help: "Receiver counts, comma separated.") var receivers = "1,2,4,8"
     @Option(help: "Message sizes in bytes, comma separated.") var sizes = "64,1500,65536,4194304"
+    @Flag(inversion: .prefixedNo, help: "Also measure jackd-ipn: server CPU per period, app-to-app latency through the ALSA plugin.") var audio = true
+    @Option(name: .customLong("audio-soak"), help: "Also run 8 audio clients for this many seconds and count xruns (e.g. 600).") var audioSoak: Double?
+    @Flag(name: .customLong("audio-only"), help: "Only the audio part.") var audioOnly = false
 
     func run() throws {
+        if audioOnly {
+            printMachine()
+            try AudioBench.run(quick: quick, soakSeconds: audioSoak)
+            return
+        }
         let ns = receivers.split(separator: ",").compactMap { Int($0) }
         let ss = sizes.split(separator: ",").compactMap { Int($0) }
         printMachine()
@@ -71,6 +79,7 @@ struct Bench: ParsableCommand {
         let idle = try measureBusLatency(receivers: 1, size: 64)
         print(String(format: "  publish->receive latency at 1000 msg/s, 64 B: p50 %.1f µs, p99 %.1f µs (target p99 <= 100)", idle.p50, idle.p99))
         if media { try MediaBench.run(quick: quick) }
+        if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
     }
 
     func messageCount(_ size: Int) -> Int {
