@@ -225,6 +225,13 @@ public final class Recorder {
         packet.pointee.pts = av_rescale_q(relative, ns, tb)
         packet.pointee.dts = av_rescale_q(h.dts &- origin!, ns, tb)
         packet.pointee.duration = av_rescale_q(h.duration, ns, tb)
+        // Capture times jitter: two frames may land on one tick of the container's time base. Muxers
+        // need rising decode times, so such a frame is nudged one tick later, never dropped.
+        if let last = lastDecodeTick[index], packet.pointee.dts <= last {
+            packet.pointee.dts = last + 1
+            packet.pointee.pts = max(packet.pointee.pts, packet.pointee.dts)
+        }
+        lastDecodeTick[index] = packet.pointee.dts
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
         let r = av_interleaved_write_frame(context, packet)
         av_packet_unref(packet)
@@ -250,6 +257,7 @@ public final class Recorder {
         return Double(decodeEnd - origin) / 1e9
     }
     private var decodeEnd: Int64 = 0
+    private var lastDecodeTick: [Int32: Int64] = [:]
 
     /// Writes the trailer and closes the file. Safe to call twice.
     public func finish() {

@@ -57,9 +57,11 @@ public enum TestSource {
                 usleep(UInt32(min(20_000, (due - now) / 1000 + 1)))
                 try publisher.serviceRequests()
             }
-            let wall = MediaPublisher.wallClock()
+            // A synthetic camera's sensor ticks regularly: frames are stamped with their scheduled time,
+            // even when this process runs late under load (as a camera's driver stamps the exposure).
+            let mono = due
+            let wall = MediaPublisher.wallClock() - (MediaPublisher.monotonic() - due)
             let stamp = TestPattern.Stamp(frame: UInt32(truncatingIfNeeded: n), captureMilliseconds: UInt64(wall / 1_000_000))
-            let mono = MediaPublisher.monotonic()
             if let encoder {
                 captures[n] = (mono, wall)
                 let packets = try encoder.encode(index: n) { planes in

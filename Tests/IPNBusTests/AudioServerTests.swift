@@ -100,15 +100,16 @@ final class AudioServerTests: DirectoryTestCase {
         XCTAssertTrue(stat.contains("period: 256 frames"), stat)
     }
 
-    func testTwoAppsPlayingAtOnceAreRecordedAsTheirSum() async throws {
+    func testTwoAppsPlayingAtOnceAreRecordedAsTheirSumAndNonBlockingAppsWork() async throws {
         try await noise("a.wav", seconds: 3, level: 0.2, seed: 1)
         try await noise("b.wav", seconds: 1, level: 0.2, seed: 2)
         let r = try await script("""
             \(startServer())
-            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 5 out.wav &
+            # -N: non-blocking mode, so these two wait on the plugin's poll descriptor.
+            arecord -N -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 5 out.wav &
             rec=$!
             sleep 0.3
-            aplay -q -D "ipn:BUS=$BUS" a.wav &
+            aplay -N -q -D "ipn:BUS=$BUS" a.wav &
             sleep 1
             aplay -q -D "ipn:BUS=$BUS" b.wav
             wait $rec
