@@ -264,7 +264,7 @@ public final class AudioServer: @unchecked Sendable {
         let load = loadCount > 0 ? loadSum / Double(loadCount) : 0
         for p in points {
             var r: [String: String] = [
-                "clients": "\(p.clients.count)",
+                "playing": "\(p.clients.count)",
                 "rate": "\(settings.rate)",
                 "period": "\(settings.period) frames (\(String(format: "%.2f", periodNanoseconds / 1e6)) ms)",
                 "latency": playback != nil

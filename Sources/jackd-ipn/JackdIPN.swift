@@ -85,7 +85,7 @@ struct Stat: ParsableCommand {
                 throw ExitCode(1)
             }
             let r = s.policyStatistics
-            print("bus \(bus): server \(r["server"] ?? "none"), \(r["clients"] ?? r["nodes"] ?? "0") client(s)")
+            print("bus \(bus): server \(r["server"] ?? "none"), \(r["nodes"] ?? "0") client(s), \(r["playing"] ?? "0") of them playing")
             for key in ["rate", "period", "latency", "xruns", "cpu", "mixes", "driver", "realtime", "rejected", "dropped without server"] {
                 if let v = r[key] { print("  \(key): \(v)") }
             }
