@@ -66,7 +66,8 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "ipn",
-            dependencies: ["IPNBus", "MediaWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["IPNBus", "MediaWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict),
         .executableTarget(
             name: "ipn-bench",

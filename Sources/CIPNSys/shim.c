@@ -13,6 +13,12 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <arpa/inet.h>
 
 int ipn_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
 int ipn_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
@@ -205,4 +211,58 @@ uint64_t ipn_monotonic_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+int ipn_tap_open(char *name, int persistent) {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); return -e; }
+    if (persistent && ioctl(fd, TUNSETPERSIST, 1) < 0) { int e = errno; close(fd); return -e; }
+    memcpy(name, ifr.ifr_name, IFNAMSIZ);
+    return fd;
+}
+
+int ipn_packet_open(const char *name) {
+    unsigned int index = if_nametoindex(name);
+    if (index == 0) return -ENODEV;
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    if (fd < 0) return -errno;
+    struct sockaddr_ll addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(ETH_P_ALL);
+    addr.sll_ifindex = (int)index;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { int e = errno; close(fd); return -e; }
+    struct packet_mreq mreq;
+    memset(&mreq, 0, sizeof mreq);
+    mreq.mr_ifindex = (int)index;
+    mreq.mr_type = PACKET_MR_PROMISC;
+    if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) { int e = errno; close(fd); return -e; }
+    return fd;
+}
+
+ssize_t ipn_packet_recv(int fd, void *buffer, size_t length, int *outgoing) {
+    struct sockaddr_ll from;
+    socklen_t fromlen = sizeof from;
+    ssize_t n = recvfrom(fd, buffer, length, MSG_TRUNC, (struct sockaddr *)&from, &fromlen);
+    if (n < 0) return -errno;
+    *outgoing = from.sll_pkttype == PACKET_OUTGOING;
+    return n;
+}
+
+int ipn_interface_up(const char *name) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int r = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (r == 0) { ifr.ifr_flags |= IFF_UP; r = ioctl(fd, SIOCSIFFLAGS, &ifr); }
+    int e = errno;
+    close(fd);
+    return r < 0 ? -e : 0;
 }

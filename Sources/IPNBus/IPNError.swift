@@ -23,6 +23,9 @@ public enum IPNError: Error, Equatable, Sendable, CustomStringConvertible {
     case protocolViolation(String)
     case hostFailed(path: String, reason: String)
     case system(call: String, errno: Errno)
+    /// A privilege the operation needs (e.g. CAP_NET_ADMIN for a TAP).
+    case missingCapability(String, needed: String)
+    case noSuchInterface(String)
 
     public var description: String {
         switch self {
@@ -44,6 +47,8 @@ public enum IPNError: Error, Equatable, Sendable, CustomStringConvertible {
         case .protocolViolation(let m): return "protocol violation: \(m)"
         case .hostFailed(let p, let r): return "could not start the host of bus \(p): \(r)"
         case .system(let call, let e): return "\(call) failed: \(e.description) (errno \(e.rawValue))"
+        case .missingCapability(let c, let needed): return "\(needed) needs \(c) (run as root or grant it: setcap cap_net_admin,cap_net_raw+ep)"
+        case .noSuchInterface(let n): return "no network interface named \(n) (see `ip link`)"
         }
     }
 }

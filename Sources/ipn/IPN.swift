@@ -20,7 +20,7 @@ struct IPN: ParsableCommand {
               ipn stat /tmp/bus
               ipn rm /tmp/bus
             """,
-        subcommands: [Create.self, Send.self, Recv.self, Stat.self, List.self, Set.self, Remove.self, Demo.self])
+        subcommands: [Create.self, Send.self, Recv.self, Stat.self, List.self, Set.self, Remove.self, Tap.self, Grab.self, CableCommand.self, Demo.self])
 }
 
 /// Prints an error in one sentence and exits non-zero: the house style for every subcommand.

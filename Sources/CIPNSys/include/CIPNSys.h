@@ -70,6 +70,19 @@ ssize_t ipn_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int 
 /// and `status_fd` duplicated onto fd 3. Returns the pid or -1 (errno set).
 pid_t ipn_spawn_detached(const char *path, char *const argv[], char *const envp[], int status_fd);
 
+/// Creates (or attaches to) the TAP interface `name` (IFF_TAP | IFF_NO_PI) through /dev/net/tun; an empty
+/// name lets the kernel pick. The actual name is written back into `name` (16 bytes). `persistent` sets
+/// TUNSETPERSIST. Returns a non-blocking, close-on-exec descriptor, or -errno.
+int ipn_tap_open(char *name, int persistent);
+/// An AF_PACKET raw socket on interface `name` (all protocols), in promiscuous mode, non-blocking.
+/// Returns the descriptor or -errno (-ENODEV: no such interface).
+int ipn_packet_open(const char *name);
+/// Receives one frame from a packet socket; *outgoing is set for frames this host transmitted.
+/// Returns the length, or -errno (-EAGAIN when none is waiting).
+ssize_t ipn_packet_recv(int fd, void *buffer, size_t length, int *outgoing);
+/// Sets IFF_UP on an interface (in this network namespace). 0 or -errno.
+int ipn_interface_up(const char *name);
+
 /// CPU time of the calling thread in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
 uint64_t ipn_thread_cpu_ns(void);
 /// CLOCK_MONOTONIC in nanoseconds.

@@ -1,0 +1,156 @@
+import Foundation
+import IPNTestSupport
+import XCTest
+
+/// IPN as a network, with real peers: network namespaces, TAPs and veth pairs made by each test, the
+/// kernel's own TCP/IP stacks talking through our buses, checked with ping, iperf3 and tcpdump. Nothing
+/// leaves the machine. Needs root (CAP_NET_ADMIN) and iproute2, iputils-ping, iperf3, tcpdump.
+final class NetworkTests: DirectoryTestCase {
+    /// A short tag for interface and namespace names (interface names have 15 characters at most).
+    var tag = ""
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "network namespaces need root")
+        for tool in ["/usr/sbin/ip", "/usr/bin/ping", "/usr/bin/iperf3", "/usr/bin/tcpdump"] {
+            try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: tool), "\(tool) missing: scripts/setup installs it")
+        }
+        try super.setUpWithError()
+        tag = String(getpid() % 10000) + String(Int.random(in: 10...99))
+    }
+
+    /// Runs a shell script with the products on PATH; namespaces it names ns-TAG-* are removed afterwards.
+    func script(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
+        let text = """
+            set -u
+            cd '\(dir)'
+            export PATH='\(TestSupport.productsDirectory):/usr/sbin:/usr/bin:/sbin:/bin' T='\(tag)' D='\(dir)'
+            cleanup() {
+              for p in $(jobs -p); do kill $p 2>/dev/null; done
+              wait 2>/dev/null
+              for ns in $(ip netns list | awk '{print $1}' | grep "^ns$T"); do ip netns del $ns; done
+              ip link del vg$T 2>/dev/null
+            }
+            trap cleanup EXIT
+            # up IF: wait for an interface to appear.
+            appear() { i=0; until ip link show "$1" > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && echo "no $1" && return 1; sleep 0.05; done; }
+            # host NS IF ADDR: move IF into a new namespace NS with address ADDR/24, up.
+            host() {
+              ip netns add "$1" 2>/dev/null
+              ip link set "$2" netns "$1"
+              ip -n "$1" addr add "$3/24" dev "$2"
+              ip -n "$1" link set "$2" up
+              ip -n "$1" link set lo up
+            }
+            \(body)
+            """
+        try text.write(toFile: dir + "/net.sh", atomically: true, encoding: .utf8)
+        return try await TestSupport.runTool("/usr/bin/timeout", ["\(timeout)", "/bin/bash", dir + "/net.sh"])
+    }
+
+    func testTwoNamespacesTalkThroughASwitchBusAndAThirdSeesOnlyBroadcasts() async throws {
+        let r = try await script("""
+            ipn create $D/lan --policy switch --persistent
+            for n in a b c; do ipn tap $D/lan t$n$T 2> tap-$n.log & done
+            for n in a b c; do appear t$n$T || exit 1; done
+            host ns${T}a ta$T 10.77.0.1
+            host ns${T}b tb$T 10.77.0.2
+            host ns${T}c tc$T 10.77.0.3
+            ip netns exec ns${T}c tcpdump -i tc$T -n -l -e > c.txt 2> /dev/null &
+            sleep 1
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.0.2 > ping-ab.txt && echo "ping a->b ok"
+            ip netns exec ns${T}b ping -c 3 -i 0.2 -W 2 10.77.0.1 > ping-ba.txt && echo "ping b->a ok"
+            ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
+            sleep 0.5
+            ip netns exec ns${T}a iperf3 -c 10.77.0.2 -t 2 -J > iperf.json && echo "iperf3 ok"
+            sleep 0.5
+            ipn stat $D/lan > stat.txt
+            ipn rm $D/lan
+            """)
+        XCTAssertTrue(r.standardOutput.contains("ping a->b ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("ping b->a ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("iperf3 ok"), "\(r)")
+        let iperf = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/iperf.json"))) as? [String: Any]
+        let end = (iperf?["end"] as? [String: Any])?["sum_received"] as? [String: Any]
+        let bits = try XCTUnwrap(end?["bits_per_second"] as? Double, "iperf3 reported a received rate")
+        XCTAssertGreaterThan(bits, 1_000_000, "TCP moved data through the bus")
+        // The third station saw the ARP broadcasts, never the unicast between the other two.
+        let c = try String(contentsOfFile: dir + "/c.txt", encoding: .utf8)
+        XCTAssertTrue(c.contains("ARP, Request who-has 10.77.0.2 tell 10.77.0.1"), c)
+        XCTAssertFalse(c.contains("ICMP echo"), "unicast ICMP leaked to the third port:\n\(c)")
+        XCTAssertFalse(c.contains("10.77.0.1.") && c.contains("> 10.77.0.2."), "TCP leaked to the third port")
+        let stat = try String(contentsOfFile: dir + "/stat.txt", encoding: .utf8)
+        XCTAssertTrue(stat.contains("tap ta\(tag)"), stat)
+    }
+
+    func testAGrabbedVethEndJoinsItsNamespaceToTheBus() async throws {
+        let r = try await script("""
+            ipn create $D/lan --policy switch --persistent
+            ipn tap $D/lan ta$T 2> tap.log &
+            appear ta$T || exit 1
+            host ns${T}a ta$T 10.77.1.1
+            ip link add vg$T type veth peer name vp$T
+            host ns${T}d vp$T 10.77.1.4
+            ip link set vg$T up
+            ipn grab $D/lan vg$T 2> grab.log &
+            sleep 0.5
+            ip netns exec ns${T}d ping -c 3 -i 0.2 -W 2 10.77.1.1 > ping.txt && echo "ping d->a ok"
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.1.4 >> ping.txt && echo "ping a->d ok"
+            ipn stat $D/lan > stat.txt
+            ipn rm $D/lan
+            """)
+        XCTAssertTrue(r.standardOutput.contains("ping d->a ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("ping a->d ok"), "\(r)")
+        let ping = try String(contentsOfFile: dir + "/ping.txt", encoding: .utf8)
+        XCTAssertFalse(ping.contains("DUP!"), "no frame came back twice (no echo, no loop):\n\(ping)")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/stat.txt", encoding: .utf8).contains("grab vg\(tag)"))
+    }
+
+    func testACableJoinsTwoSwitchBusesAndUnpluggingItStopsTheTraffic() async throws {
+        let r = try await script("""
+            ipn create $D/one --policy switch --persistent
+            ipn create $D/two --policy switch --persistent
+            ipn tap $D/one ta$T 2> tap-a.log &
+            ipn tap $D/two tb$T 2> tap-b.log &
+            appear ta$T && appear tb$T || exit 1
+            host ns${T}a ta$T 10.77.2.1
+            host ns${T}b tb$T 10.77.2.2
+            ipn cable $D/one $D/two > cable1.txt 2>&1 &
+            cable=$!
+            sleep 0.5
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.2.2 > /dev/null && echo "across ok"
+            ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
+            sleep 0.5
+            ip netns exec ns${T}a iperf3 -c 10.77.2.2 -t 1 > /dev/null && echo "iperf3 across ok"
+            kill -INT $cable; wait $cable
+            ip netns exec ns${T}a ping -c 2 -i 0.2 -W 1 10.77.2.2 > /dev/null || echo "unplugged: no traffic"
+            ipn cable $D/one $D/two > cable2.txt 2>&1 &
+            sleep 0.5
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.2.2 > /dev/null && echo "new cable ok"
+            ipn rm $D/one; ipn rm $D/two
+            """)
+        XCTAssertTrue(r.standardOutput.contains("across ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("iperf3 across ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("unplugged: no traffic"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("new cable ok"), "\(r)")
+        let first = try String(contentsOfFile: dir + "/cable1.txt", encoding: .utf8)
+        XCTAssertTrue(first.contains("frames"), first)
+    }
+
+    func testMissingRightsAndBadInterfacesAreNamed() async throws {
+        let r = try await script("""
+            ipn create $D/lan --policy switch --mode 0776 --persistent
+            setpriv --reuid=4101 --regid=4101 --clear-groups ipn tap $D/lan tx$T; echo "unprivileged $?"
+            ipn grab $D/lan nosuch$T; echo "nosuch $?"
+            chmod 0666 $D/lan
+            # CAP_NET_ADMIN but not the bus's x right (another user; root holds every right).
+            setpriv --reuid=4101 --regid=4101 --clear-groups --inh-caps +net_admin --ambient-caps +net_admin ipn tap $D/lan tx$T; echo "no manage right $?"
+            ipn rm $D/lan
+            """)
+        XCTAssertTrue(r.standardOutput.contains("unprivileged 1"), "\(r)")
+        XCTAssertTrue(r.standardError.contains("needs CAP_NET_ADMIN"), r.standardError)
+        XCTAssertTrue(r.standardOutput.contains("nosuch 1"), "\(r)")
+        XCTAssertTrue(r.standardError.contains("no network interface named nosuch\(tag)"), r.standardError)
+        XCTAssertTrue(r.standardOutput.contains("no manage right 1"), "\(r)")
+        XCTAssertTrue(r.standardError.contains("no manage (x) right"), r.standardError)
+    }
+}
