@@ -1,5 +1,6 @@
 import CIPNSys
 import Glibc
+import SystemPackage
 
 /// A bus node backed by a network interface, like IPN's IPN_CONN_NETDEV and IPN_JOIN_NETDEV: a TAP it
 /// creates (frames the kernel sends on it go onto the bus; frames the policy delivers to this node go to
