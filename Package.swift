@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "jackd-ipn", targets: ["jackd-ipn"]),
         // The ALSA PCM plugin (ioplug) for unmodified applications: libasound_module_pcm_ipn.so.
         .library(name: "asound_module_pcm_ipn", type: .dynamic, targets: ["AlsaPluginIPN"]),
+        // The vdeplug4 plugin: every VDE tool and qemu on a bus (ipn:///path): libvdeplug_ipn.so.
+        .library(name: "vdeplug_ipn", type: .dynamic, targets: ["VDEPluginIPN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -58,6 +60,9 @@ let package = Package(
         .target(name: "CAlsaPlugin", cSettings: [.define("PIC")], linkerSettings: [.linkedLibrary("asound")]),
         // `pcm.x { type ipn bus "/path" }`: an ALSA PCM on a jackd-ipn bus.
         .target(name: "AlsaPluginIPN", dependencies: ["CAlsaPlugin", "CIPNSys", "IPNBus", "MediaWire"], swiftSettings: strict),
+        // The vdeplug4 module table (Debian: libvdeplug-dev); the node itself is Swift.
+        .target(name: "CVDEPlugin"),
+        .target(name: "VDEPluginIPN", dependencies: ["CVDEPlugin", "CIPNSys", "IPNBus"], swiftSettings: strict),
         // The audio server: one clock, mixing on `mixer` buses.
         .executableTarget(
             name: "jackd-ipn",

@@ -136,6 +136,53 @@ final class NetworkTests: DirectoryTestCase {
         XCTAssertTrue(first.contains("frames"), first)
     }
 
+    func testVDEPlugBridgesTheBusToAVDETapThroughThePlugin() async throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/vde_plug"), "vde_plug missing: scripts/setup installs vdeplug")
+        let r = try await script("""
+            export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
+            ipn create $D/lan --policy switch --persistent
+            ipn tap $D/lan ta$T 2> tap.log &
+            appear ta$T || exit 1
+            host ns${T}a ta$T 10.77.3.1
+            # vdeplug4's own tap:// plugin on one side, our ipn:// on the other.
+            vde_plug ipn://$D/lan tap://tv$T 2> vde.log &
+            appear tv$T || { cat vde.log; exit 1; }
+            host ns${T}v tv$T 10.77.3.5
+            ip netns exec ns${T}v ping -c 3 -i 0.2 -W 2 10.77.3.1 > ping.txt && echo "vde ping ok"
+            ipn stat $D/lan > stat.txt
+            ipn rm $D/lan
+            """)
+        XCTAssertTrue(r.standardOutput.contains("vde ping ok"), "\(r)")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/stat.txt", encoding: .utf8).contains("vde "), "the VDE node shows in ipn stat")
+    }
+
+    func testAQemuGuestOnTheBusPingsANamespace() async throws {
+        let vm = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/vm/run").path
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64"), "qemu missing: scripts/setup --devices installs it")
+        let r = try await script("""
+            export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
+            ipn create $D/lan --policy switch --persistent
+            ipn tap $D/lan ta$T 2> tap.log &
+            appear ta$T || exit 1
+            host ns${T}a ta$T 10.77.4.1
+            mkdir -p $D/guest
+            cat > $D/guest/net.sh <<'GUEST'
+            modprobe virtio_net
+            i=0; until ip link show eth0 > /dev/null 2>&1 || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.1; done
+            ip addr add 10.77.4.9/24 dev eth0
+            ip link set eth0 up
+            ping -c 3 -i 0.5 -W 3 10.77.4.1
+            GUEST
+            IPN_VM_NIC="vde,sock=ipn://$D/lan,model=virtio-net-pci" bash '\(vm)' $D/guest sh net.sh > guest.txt 2>&1 && echo "guest ping ok"
+            ipn stat $D/lan > stat.txt
+            ipn rm $D/lan
+            """, timeout: 240)
+        let guest = (try? String(contentsOfFile: dir + "/guest.txt", encoding: .utf8)) ?? ""
+        XCTAssertTrue(r.standardOutput.contains("guest ping ok"), "\(r)\n\(guest)")
+        XCTAssertTrue(guest.contains("3 packets transmitted, 3 packets received") || guest.contains("3 packets transmitted, 3 received"), guest)
+    }
+
     func testMissingRightsAndBadInterfacesAreNamed() async throws {
         let r = try await script("""
             ipn create $D/lan --policy switch --mode 0776 --persistent
