@@ -26,8 +26,15 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also measure jackd-ipn: server CPU per period, app-to-app latency through the ALSA plugin.") var audio = true
     @Option(name: .customLong("audio-soak"), help: "Also run 8 audio clients for this many seconds and count xruns (e.g. 600).") var audioSoak: Double?
     @Flag(name: .customLong("audio-only"), help: "Only the audio part.") var audioOnly = false
+    @Flag(inversion: .prefixedNo, help: "Also measure TCP throughput and ping RTT between namespaces: IPN switch bus vs vde_switch vs Linux bridge (root).") var network = true
+    @Flag(name: .customLong("network-only"), help: "Only the network part.") var networkOnly = false
 
     func run() throws {
+        if networkOnly {
+            printMachine()
+            NetworkBench.run(quick: quick)
+            return
+        }
         if audioOnly {
             printMachine()
             try AudioBench.run(quick: quick, soakSeconds: audioSoak)
@@ -80,6 +87,7 @@ struct Bench: ParsableCommand {
         print(String(format: "  publish->receive latency at 1000 msg/s, 64 B: p50 %.1f µs, p99 %.1f µs (target p99 <= 100)", idle.p50, idle.p99))
         if media { try MediaBench.run(quick: quick) }
         if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
+        if network { NetworkBench.run(quick: quick) }
     }
 
     func messageCount(_ size: Int) -> Int {
