@@ -213,18 +213,25 @@ uint64_t ipn_monotonic_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-int ipn_tap_open(char *name, int persistent) {
+static int tap_open(char *name, int persistent, int vnet) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
     strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); return -e; }
     if (persistent && ioctl(fd, TUNSETPERSIST, 1) < 0) { int e = errno; close(fd); return -e; }
+    if (vnet) {
+        int size = 10;
+        unsigned offload = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0 || ioctl(fd, TUNSETOFFLOAD, offload) < 0) { int e = errno; close(fd); return -e; }
+    }
     memcpy(name, ifr.ifr_name, IFNAMSIZ);
     return fd;
 }
+int ipn_tap_open(char *name, int persistent) { return tap_open(name, persistent, 0); }
+int ipn_tap_open_vnet(char *name, int persistent) { return tap_open(name, persistent, 1); }
 
 int ipn_packet_open(const char *name) {
     unsigned int index = if_nametoindex(name);
@@ -243,6 +250,11 @@ int ipn_packet_open(const char *name) {
     mreq.mr_type = PACKET_MR_PROMISC;
     if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) { int e = errno; close(fd); return -e; }
     return fd;
+}
+
+int ipn_packet_vnet(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on) < 0 ? -errno : 0;
 }
 
 ssize_t ipn_packet_recv(int fd, void *buffer, size_t length, int *outgoing) {

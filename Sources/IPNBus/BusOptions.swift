@@ -28,10 +28,18 @@ public struct BusOptions: Codable, Sendable, Equatable {
     /// Messages up to this size travel inline in the rings (copied once more, but with no pool
     /// bookkeeping); nil is `inlineLimit`. Audio buses raise it to hold a whole period.
     public var inlineBytes: Int? = nil
+    /// Every frame starts with a 10-byte virtio-net header (IFF_VNET_HDR): TAP and grabbed interfaces
+    /// then pass whole GSO segments (up to 64 KiB) instead of MTU-sized frames, and the switch policy
+    /// reads the Ethernet header after it. Only interface nodes, cables and vnet-aware clients belong
+    /// on such a bus. Needs an MTU of at least 65550.
+    public var vnetHeader: Bool = false
 
     public init() {}
 
     public static let maximumMTU = 256 << 20
+    /// A 64 KiB GSO segment, its Ethernet header and the 10-byte virtio-net header.
+    public static let vnetMinimumMTU = 65536 + 14 + 10
+    public static let vnetHeaderSize = 10
     /// Messages up to this size travel inline in the rings by default; larger ones use the sender's pool.
     public static let inlineLimit = 2048
 
@@ -58,6 +66,7 @@ public struct BusOptions: Codable, Sendable, Equatable {
         }
         guard macAgeSeconds >= 1 else { throw .invalidOption("MAC age must be at least 1 second") }
         guard macTableSize >= 16 else { throw .invalidOption("MAC table size must be at least 16") }
+        if vnetHeader && mtu < Self.vnetMinimumMTU { throw .invalidOption("a bus with virtio-net headers needs an MTU of at least \(Self.vnetMinimumMTU)") }
         if let inlineBytes, !(64...65536).contains(inlineBytes) { throw .invalidOption("inline size \(inlineBytes) outside 64...65536") }
     }
 }

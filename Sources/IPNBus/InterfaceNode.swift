@@ -32,12 +32,14 @@ public final class InterfaceNode {
     public init(bus path: String, interface name: String, kind: Kind, policy: String = "switch") throws(IPNError) {
         self.kind = kind
         let what = kind == .grab ? "grabbing \(name)" : "creating the TAP \(name.isEmpty ? "interface" : name)"
+        // An existing bus says whether its frames carry virtio-net headers (no membership needed to ask).
+        let vnet = (try? Bus.status(path).options.vnetHeader) ?? false
         // The device first: without the capability there is nothing to attach, and the bus is not touched.
         switch kind {
         case .tap(let persistent):
             var buffer = [CChar](repeating: 0, count: 16)
             for (i, c) in name.utf8.prefix(15).enumerated() { buffer[i] = CChar(bitPattern: c) }
-            let r = ipn_tap_open(&buffer, persistent ? 1 : 0)
+            let r = vnet ? ipn_tap_open_vnet(&buffer, persistent ? 1 : 0) : ipn_tap_open(&buffer, persistent ? 1 : 0)
             if r == -EPERM || r == -EACCES { throw .missingCapability("CAP_NET_ADMIN", needed: what) }
             if r < 0 { throw .system(call: "TUNSETIFF (\(what))", errno: Errno(rawValue: -r)) }
             fd = r
@@ -48,6 +50,7 @@ public final class InterfaceNode {
             if r == -ENODEV { throw .noSuchInterface(name) }
             if r == -EPERM || r == -EACCES { throw .missingCapability("CAP_NET_RAW", needed: what) }
             if r < 0 { throw .system(call: "AF_PACKET socket (\(what))", errno: Errno(rawValue: -r)) }
+            if vnet, ipn_packet_vnet(r) < 0 { close(r); throw .system(call: "PACKET_VNET_HDR (\(what))", errno: Sys.lastErrno) }
             fd = r
             interface = name
         }
@@ -73,7 +76,8 @@ public final class InterfaceNode {
     /// Moves frames both ways until `shouldStop` (checked at least every 200 ms) or the bus goes away.
     public func run(shouldStop: () -> Bool) throws(IPNError) {
         let mtu = socket.busOptions?.mtu ?? 1514
-        let frame = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)
+        let capacity = 65536 + 64  // a GSO segment with its headers
+        let frame = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
         defer { frame.deallocate() }
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: socket.pollDescriptor, events: Int16(POLLIN), revents: 0)]
         while !shouldStop() {
@@ -83,8 +87,8 @@ public final class InterfaceNode {
             // Interface → bus.
             for _ in 0..<256 {
                 var outgoing: Int32 = 0
-                let got: Int = kind == .grab ? ipn_packet_recv(fd, frame, 65536, &outgoing) : {
-                    let r = read(fd, frame, 65536)
+                let got: Int = kind == .grab ? ipn_packet_recv(fd, frame, capacity, &outgoing) : {
+                    let r = read(fd, frame, capacity)
                     return r < 0 ? -Int(errno) : r
                 }()
                 if got == -Int(EAGAIN) || got == 0 { break }
@@ -93,7 +97,7 @@ public final class InterfaceNode {
                     throw .system(call: "reading \(interface)", errno: Errno(rawValue: Int32(-got)))
                 }
                 if outgoing != 0 { continue }  // what we (or the host) transmitted on a grabbed interface
-                guard got <= mtu, got <= 65536 else { dropped += 1; continue }
+                guard got <= mtu, got <= capacity else { dropped += 1; continue }
                 do {
                     try socket.send(UnsafeRawBufferPointer(start: frame, count: got), nonBlocking: true)
                     framesToBus += 1

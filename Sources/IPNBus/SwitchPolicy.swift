@@ -11,6 +11,8 @@ public final class SwitchPolicy: Policy {
     static let ethernetHeader = 14
 
     private var table: MacTable
+    /// Where the Ethernet header starts (after a virtio-net header on vnet buses).
+    private let offset: Int
     private var runts: UInt64 = 0
     private var unicast: UInt64 = 0
     private var flooded: UInt64 = 0
@@ -19,6 +21,7 @@ public final class SwitchPolicy: Policy {
 
     public init(options: BusOptions) {
         table = MacTable(capacity: options.macTableSize, ageSeconds: options.macAgeSeconds)
+        offset = options.vnetHeader ? BusOptions.vnetHeaderSize : 0
     }
 
     public func nodeJoined(_ node: PolicyNode, actions: inout Recipients) -> Bool { true }
@@ -33,17 +36,17 @@ public final class SwitchPolicy: Policy {
 
     public func route(_ message: PolicyMessage, into recipients: inout Recipients) -> RouteVerdict {
         let b = message.bytes
-        guard b.count >= Self.ethernetHeader else {
+        guard b.count >= offset + Self.ethernetHeader else {
             runts += 1
-            return .reject(reason: "runt frame of \(b.count) bytes (an Ethernet header is 14)")
+            return .reject(reason: "runt frame of \(b.count) bytes (an Ethernet header is 14\(offset > 0 ? ", after a 10-byte virtio-net header" : ""))")
         }
         // Reading the clock costs more than routing; once per 64 frames is plenty for 1 s aging.
         framesSinceClock += 1
         if framesSinceClock >= 64 { framesSinceClock = 0; now = ipn_monotonic_ns() }
-        let destination = Self.mac(b, at: 0)
-        let source = Self.mac(b, at: 6)
-        if b[6] & 1 == 0 { table.learn(source, on: message.sender, now: now) }
-        if b[0] & 1 == 0, let port = table.lookup(destination, now: now) {
+        let destination = Self.mac(b, at: offset)
+        let source = Self.mac(b, at: offset + 6)
+        if b[offset + 6] & 1 == 0 { table.learn(source, on: message.sender, now: now) }
+        if b[offset] & 1 == 0, let port = table.lookup(destination, now: now) {
             if port != message.sender, recipients.receivers.contains(port) { recipients.add(port) }
             unicast += 1
         } else {

@@ -18,31 +18,33 @@ enum NetworkBench {
         let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
         let seconds = quick ? 2 : 5, pings = quick ? 100 : 500
         var results: [(String, Result?)] = []
-        results.append(("ipn switch bus + TAPs", measure(setup: ipnSetup(products), seconds: seconds, pings: pings)))
+        results.append(("ipn switch bus + TAPs", measure(setup: ipnSetup(products, vnet: false), seconds: seconds, pings: pings)))
+        results.append(("ipn --vnet-hdr bus + TAPs", measure(setup: ipnSetup(products, vnet: true), seconds: seconds, pings: pings)))
         let hasVDE = FileManager.default.isExecutableFile(atPath: "/usr/bin/vde_switch")
         results.append(("vde_switch + TAP ports", hasVDE ? measure(setup: vdeSetup, seconds: seconds, pings: pings) : nil))
         results.append(("Linux bridge + veth", measure(setup: bridgeSetup, seconds: seconds, pings: pings)))
-        print("  switch                     Mbit/s   ping p50 µs  ping p99 µs")
+        print("  switch                      Mbit/s   ping p50 µs  ping p99 µs")
         for (name, r) in results {
-            guard let r else { print("  \(name.padding(toLength: 24, withPad: " ", startingAt: 0))  (not measured)"); continue }
-            print(String(format: "  %@ %9.0f %13.0f %12.0f%@", name.padding(toLength: 24, withPad: " ", startingAt: 0),
+            guard let r else { print("  \(name.padding(toLength: 25, withPad: " ", startingAt: 0))  (not measured)"); continue }
+            print(String(format: "  %@ %9.0f %13.0f %12.0f%@", name.padding(toLength: 25, withPad: " ", startingAt: 0),
                          r.bitsPerSecond / 1e6, r.p50, r.p99, r.note.isEmpty ? "" : "  " + r.note))
         }
-        if let ipn = results[0].1 {
-            if let vde = results[1].1, vde.bitsPerSecond > 0 {
-                print(String(format: "  ipn / vde_switch throughput: %.2fx (target >= 2); RTT p50 %.2fx", ipn.bitsPerSecond / vde.bitsPerSecond, ipn.p50 / max(1, vde.p50)))
+        for (label, ipn) in [("ipn", results[0].1), ("ipn --vnet-hdr", results[1].1)] {
+            guard let ipn else { continue }
+            if let vde = results[2].1, vde.bitsPerSecond > 0 {
+                print(String(format: "  %@ / vde_switch throughput: %.2fx (target >= 2); RTT p50 %.2fx", label, ipn.bitsPerSecond / vde.bitsPerSecond, ipn.p50 / max(1, vde.p50)))
             }
-            if let bridge = results[2].1, bridge.bitsPerSecond > 0 {
-                print(String(format: "  ipn / Linux bridge throughput: %.3fx; RTT p50 %.2fx (the kernel's floor)", ipn.bitsPerSecond / bridge.bitsPerSecond, ipn.p50 / max(1, bridge.p50)))
+            if let bridge = results[3].1, bridge.bitsPerSecond > 0 {
+                print(String(format: "  %@ / Linux bridge throughput: %.3fx; RTT p50 %.2fx (the kernel's floor)", label, ipn.bitsPerSecond / bridge.bitsPerSecond, ipn.p50 / max(1, bridge.p50)))
             }
         }
     }
 
     /// Each setup leaves interface "a$T" in namespace nsa$T (10.78.0.1) and "b$T" in nsb$T (10.78.0.2).
-    static func ipnSetup(_ products: String) -> String {
+    static func ipnSetup(_ products: String, vnet: Bool) -> String {
         """
         export PATH='\(products)':$PATH
-        ipn create $W/lan --policy switch --persistent
+        ipn create $W/lan --policy switch --persistent \(vnet ? "--vnet-hdr" : "")
         ipn tap $W/lan a$T > /dev/null 2>&1 &
         ipn tap $W/lan b$T > /dev/null 2>&1 &
         appear a$T; appear b$T

@@ -27,13 +27,16 @@ struct Create: ParsableCommand {
     @Flag(help: "Hold senders back instead of dropping for slow receivers.") var lossless = false
     @Option(help: "A description shown by `ipn stat`.") var description = ""
     @Option(name: .customLong("mac-age"), help: "Seconds a learned MAC address lives (switch policy).") var macAge = 30
+    @Flag(name: .customLong("vnet-hdr"), help: "Frames carry a virtio-net header, so TAP and grabbed interfaces pass whole 64 KiB GSO segments (switch policy; interface nodes and cables only; raises the MTU to 65560).")
+    var vnetHeader = false
 
     func run() throws {
         PolicyRegistry.register(MediaPolicy.self)
         PolicyRegistry.register(MixerPolicy.self)
         var options = BusOptions()
         options.policy = policy
-        options.mtu = mtu
+        options.mtu = vnetHeader ? max(mtu, BusOptions.vnetMinimumMTU) : mtu
+        options.vnetHeader = vnetHeader
         options.queueLength = queue
         options.maxNodes = maxNodes
         options.lossless = lossless

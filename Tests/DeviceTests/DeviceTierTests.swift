@@ -423,14 +423,14 @@ struct VMRun: Sendable {
         echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
         export HOME="$PWD"
         # Emulated CPU (TCG) and debug binaries: a roomy period.
-        start jackd.log jackd-ipn --bus /tmp/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 4
+        start jackd.log jackd-ipn --bus /tmp/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 6
         waitfile jackd.log
-        sleep 1
+        sleep 2
         start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 4 card-out.wav
         sleep 0.3
         run cardout-play.log aplay -q -D ipn:BUS=/tmp/jbus,LOOKAHEAD=8 noise-out.wav
         sleep 2
-        start busin-rec.log arecord -q -D ipn:BUS=/tmp/jbus -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
+        start busin-rec.log arecord -q -D ipn:BUS=/tmp/jbus -B 1000000 -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
         sleep 0.3
         run busin-play.log aplay -q -D hw:Loopback,1,5 noise-in.wav
         sleep 2

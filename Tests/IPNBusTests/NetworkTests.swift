@@ -82,6 +82,32 @@ final class NetworkTests: DirectoryTestCase {
         XCTAssertTrue(stat.contains("tap ta\(tag)"), stat)
     }
 
+    func testAVnetBusCarriesWholeGSOSegmentsBetweenTAPs() async throws {
+        let r = try await script("""
+            ipn create $D/fast --policy switch --vnet-hdr --persistent
+            ipn tap $D/fast ta$T 2> tap-a.log &
+            ipn tap $D/fast tb$T 2> tap-b.log &
+            appear ta$T && appear tb$T || exit 1
+            host ns${T}a ta$T 10.77.5.1
+            host ns${T}b tb$T 10.77.5.2
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.5.2 > /dev/null && echo "vnet ping ok"
+            ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
+            sleep 0.5
+            ip netns exec ns${T}a iperf3 -c 10.77.5.2 -t 2 -J > iperf.json && echo "vnet iperf3 ok"
+            ipn stat $D/fast > stat.txt
+            ipn rm $D/fast
+            """)
+        XCTAssertTrue(r.standardOutput.contains("vnet ping ok"), "\(r)")
+        XCTAssertTrue(r.standardOutput.contains("vnet iperf3 ok"), "\(r)")
+        // Segments larger than an Ethernet MTU crossed the bus: the TAPs handed over GSO frames.
+        let stat = try String(contentsOfFile: dir + "/stat.txt", encoding: .utf8)
+        XCTAssertTrue(stat.contains("mtu 65560"), stat)
+        let line = try XCTUnwrap(stat.split(separator: "\n").first { $0.contains("tap ta\(tag)") }, stat)
+        let counts = line.split(separator: " ").filter { $0.wholeMatch(of: /\d+\/\d+/) != nil }  // queue, sent, delivered
+        let sent = counts[1].split(separator: "/").compactMap { Double($0) }
+        XCTAssertGreaterThan(sent[1] / max(1, sent[0]), 3000, "the sender's TAP handed over GSO segments, not 1514-byte frames: \(line)")
+    }
+
     func testAGrabbedVethEndJoinsItsNamespaceToTheBus() async throws {
         let r = try await script("""
             ipn create $D/lan --policy switch --persistent

@@ -74,9 +74,14 @@ pid_t ipn_spawn_detached(const char *path, char *const argv[], char *const envp[
 /// name lets the kernel pick. The actual name is written back into `name` (16 bytes). `persistent` sets
 /// TUNSETPERSIST. Returns a non-blocking, close-on-exec descriptor, or -errno.
 int ipn_tap_open(char *name, int persistent);
+/// The same with IFF_VNET_HDR and checksum/TSO offloads: frames carry a 10-byte virtio-net header and
+/// may be whole GSO segments (up to 64 KiB).
+int ipn_tap_open_vnet(char *name, int persistent);
 /// An AF_PACKET raw socket on interface `name` (all protocols), in promiscuous mode, non-blocking.
 /// Returns the descriptor or -errno (-ENODEV: no such interface).
 int ipn_packet_open(const char *name);
+/// Turns on PACKET_VNET_HDR: frames are received and sent with a virtio-net header. 0 or -errno.
+int ipn_packet_vnet(int fd);
 /// Receives one frame from a packet socket; *outgoing is set for frames this host transmitted.
 /// Returns the length, or -errno (-EAGAIN when none is waiting).
 ssize_t ipn_packet_recv(int fd, void *buffer, size_t length, int *outgoing);
