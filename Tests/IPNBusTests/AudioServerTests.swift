@@ -128,6 +128,55 @@ final class AudioServerTests: DirectoryTestCase {
         XCTAssertTrue(rest.allSatisfy { $0 == 0 }, "nothing but A and B")
     }
 
+    func testOtherFormatsAndChannelCountsAreConvertedExactly() async throws {
+        try await noise("in.wav", seconds: 1.5, level: 0.3, seed: 9)
+        // The same noise as mono S32_LE: each sample is the s16 one shifted up 16 bits, so nothing rounds.
+        let convert = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-y", "-i", dir + "/in.wav", "-af", "pan=mono|c0=c0",
+                                                                       "-c:a", "pcm_s32le", dir + "/mono32.wav"])
+        XCTAssertEqual(convert.exitCode, 0, "\(convert)")
+        let r = try await script("""
+            \(startServer())
+            arecord -q -D "ipn:BUS=$BUS" -f FLOAT_LE -r 48000 -c 2 -d 3 out-float.wav &
+            rec=$!
+            sleep 0.5
+            aplay -q -D "ipn:BUS=$BUS" mono32.wav || echo "aplay failed"
+            wait $rec || echo "arecord failed"
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let left = try await samples("in.wav").enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+        let recorded = try await samples("out-float.wav")
+        // Mono played is heard on both channels of the bus; FLOAT_LE recorded converts back to s16 exactly.
+        let stereo = left.flatMap { [$0, $0] }
+        let at = try XCTUnwrap(offset(of: stereo, in: recorded), "the mono S32 noise is in the FLOAT recording")
+        assertSame(recorded[(2 * at)..<(2 * at + stereo.count)], stereo, "S32 mono in, FLOAT stereo out")
+    }
+
+    func testSeveralBusesShareOneClockAndStayApart() async throws {
+        try await noise("one.wav", seconds: 1.5, level: 0.3, seed: 21)
+        let r = try await script("""
+            jackd-ipn --bus "$BUS,$BUS-2" --period 256 --driver dummy > server.log 2>&1 &
+            server=$!
+            waitbus
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 3 on-one.wav &
+            a=$!
+            arecord -q -D "ipn:BUS=$BUS-2" -f S16_LE -r 48000 -c 2 -d 3 on-two.wav &
+            b=$!
+            sleep 0.5
+            aplay -q -D "ipn:BUS=$BUS" one.wav || echo "aplay failed"
+            wait $a $b
+            jackd-ipn stat "$BUS-2" > stat2.txt
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let played = try await samples("one.wav"), one = try await samples("on-one.wav"), two = try await samples("on-two.wav")
+        let at = try XCTUnwrap(offset(of: played, in: one))
+        assertSame(one[(2 * at)..<(2 * at + played.count)], played, "the first bus")
+        XCTAssertTrue(two.allSatisfy { $0 == 0 }, "the second bus hears nothing of the first")
+        XCTAssertGreaterThan(two.count, 48_000 * 2 * 2, "yet its clock ran: the recorder there got its periods")
+        XCTAssertTrue((try? String(contentsOfFile: dir + "/stat2.txt", encoding: .utf8))?.contains("server node") ?? false)
+    }
+
     func testFFmpegRecordsAndSoxPlaysThroughThePlugin() async throws {
         try await noise("in.wav", seconds: 1.5, level: 0.3, seed: 3)
         let r = try await script("""

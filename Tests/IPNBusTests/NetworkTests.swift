@@ -182,6 +182,26 @@ final class NetworkTests: DirectoryTestCase {
         XCTAssertTrue(try String(contentsOfFile: dir + "/stat.txt", encoding: .utf8).contains("vde "), "the VDE node shows in ipn stat")
     }
 
+    func testAVDETransportIsACableBetweenBuses() async throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/dpipe"), "dpipe missing: scripts/setup installs vde2")
+        let r = try await script("""
+            export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
+            ipn create $D/one --policy switch --persistent
+            ipn create $D/two --policy switch --persistent
+            ipn tap $D/one ta$T 2> tap-a.log &
+            ipn tap $D/two tb$T 2> tap-b.log &
+            appear ta$T && appear tb$T || exit 1
+            host ns${T}a ta$T 10.77.6.1
+            host ns${T}b tb$T 10.77.6.2
+            # What `dpipe vde_plug ipn:///a = ssh HOST vde_plug ipn:///b` does between machines, here on one.
+            dpipe vde_plug ipn://$D/one = vde_plug ipn://$D/two 2> dpipe.log &
+            sleep 0.5
+            ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.6.2 > /dev/null && echo "dpipe cable ok"
+            ipn rm $D/one; ipn rm $D/two
+            """)
+        XCTAssertTrue(r.standardOutput.contains("dpipe cable ok"), "\(r)")
+    }
+
     func testAQemuGuestOnTheBusPingsANamespace() async throws {
         let vm = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/vm/run").path
