@@ -5,7 +5,7 @@
 #   mkdir -p /tmp/cam-demo && scripts/vm/run /tmp/cam-demo bash "$PWD/samples/camera.sh" /tmp/cam-demo
 set -euo pipefail
 bin="$(cd "$(dirname "$0")/.." && pwd)/.build/debug"; [ -x "$bin/mediajack" ] || bin="$(swift build --show-bin-path)"
-out=${1:-$(mktemp -d)}; bus=/tmp/camera-$$
+out=${1:-$(mktemp -d)}; bus=${TMPDIR:-/tmp}/camera-$$
 "$bin/mediajack" devices --cameras
 "$bin/ipn" create "$bus" --policy media --mtu 8388608 --persistent
 "$bin/mediajack" publish v4l2:/dev/video0 "$bus" --encode h264 --preset ultrafast --frames 100 &

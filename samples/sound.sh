@@ -5,7 +5,7 @@
 #   mkdir -p /tmp/snd-demo && scripts/vm/run /tmp/snd-demo bash "$PWD/samples/sound.sh" hw:Loopback,1,0 hw:Loopback,0,1 /tmp/snd-demo
 set -euo pipefail
 bin="$(cd "$(dirname "$0")/.." && pwd)/.build/debug"; [ -x "$bin/mediajack" ] || bin="$(swift build --show-bin-path)"
-capture=${1:-default}; playback=${2:-default}; out=${3:-$(mktemp -d)}; bus=/tmp/sound-$$
+capture=${1:-default}; playback=${2:-default}; out=${3:-$(mktemp -d)}; bus=${TMPDIR:-/tmp}/sound-$$
 "$bin/mediajack" devices --sound
 "$bin/ipn" create "$bus" --policy media --mtu 1048576 --persistent
 "$bin/mediajack" publish "alsa:$capture" "$bus" --rate 48000 --channels 2 --frames 150 &   # 3 s

@@ -349,45 +349,45 @@ struct VMRun: Sendable {
         run devices.txt mediajack devices
 
         echo "== vivid YUYV 640x360 raw, a recorder from the start and one joining late"
-        ipn create /tmp/camA --policy media --mtu 1000000 --queue 32 --persistent
-        start recA1.log mediajack record /tmp/camA a1.mkv --keep-raw
+        ipn create /run/camA --policy media --mtu 1000000 --queue 32 --persistent
+        start recA1.log mediajack record /run/camA a1.mkv --keep-raw
         sleep 0.5
-        start pubA.log mediajack publish v4l2:/dev/video0 /tmp/camA --pixel-format yuyv422 --size 640x360 --fps 25 --frames 100
+        start pubA.log mediajack publish v4l2:/dev/video0 /run/camA --pixel-format yuyv422 --size 640x360 --fps 25 --frames 100
         sleep 2
-        start recA2.log mediajack record /tmp/camA a2.mkv --keep-raw
+        start recA2.log mediajack record /run/camA a2.mkv --keep-raw
         wait
 
         echo "== vivid NV12 1280x720 encoded once to H.264, a late joiner served from the GOP cache"
-        ipn create /tmp/camB --policy media --mtu 4000000 --queue 32 --persistent
-        start recB1.log mediajack record /tmp/camB b1.mkv
+        ipn create /run/camB --policy media --mtu 4000000 --queue 32 --persistent
+        start recB1.log mediajack record /run/camB b1.mkv
         sleep 0.5
-        start pubB.log mediajack publish v4l2:/dev/video0 /tmp/camB --pixel-format nv12 --size 1280x720 --fps 10 --encode h264 --preset ultrafast --gop 20 --frames 40
+        start pubB.log mediajack publish v4l2:/dev/video0 /run/camB --pixel-format nv12 --size 1280x720 --fps 10 --encode h264 --preset ultrafast --gop 20 --frames 40
         waitfile pubB.log
         sleep 2.5
-        start recB2.log mediajack record /tmp/camB b2.mkv
+        start recB2.log mediajack record /run/camB b2.mkv
         wait
 
         echo "== negotiation and errors"
-        run auto.log mediajack publish v4l2:/dev/video0 /tmp/camC --frames 3
-        run unsupported.log mediajack publish v4l2:/dev/video0 /tmp/camC --pixel-format MJPG
-        run badsize.log mediajack publish v4l2:/dev/video0 /tmp/camC --pixel-format nv12 --size 1000x1000 --fps 30
-        start holder.log mediajack publish v4l2:/dev/video0 /tmp/camD --frames 150
+        run auto.log mediajack publish v4l2:/dev/video0 /run/camC --frames 3
+        run unsupported.log mediajack publish v4l2:/dev/video0 /run/camC --pixel-format MJPG
+        run badsize.log mediajack publish v4l2:/dev/video0 /run/camC --pixel-format nv12 --size 1000x1000 --fps 30
+        start holder.log mediajack publish v4l2:/dev/video0 /run/camD --frames 150
         holder=$!
         sleep 2
-        pgrep -f 'publish v4l2:/dev/video0 /tmp/camD' | head -1 > busy-holder.pid
-        run busy.log mediajack publish v4l2:/dev/video0 /tmp/camE --frames 3
+        pgrep -f 'publish v4l2:/dev/video0 /run/camD' | head -1 > busy-holder.pid
+        run busy.log mediajack publish v4l2:/dev/video0 /run/camE --frames 3
         wait
 
         echo "== sound: a tone into the loopback, published from its capture side"
-        ipn create /tmp/snd --policy media --mtu 1000000 --persistent
-        start recS.log mediajack record /tmp/snd s1.mkv
-        start pubS.log mediajack publish alsa:hw:Loopback,1,0 /tmp/snd --frames 250
+        ipn create /run/snd --policy media --mtu 1000000 --persistent
+        start recS.log mediajack record /run/snd s1.mkv
+        start pubS.log mediajack publish alsa:hw:Loopback,1,0 /run/snd --frames 250
         waitfile pubS.log
         aplay -q -D hw:Loopback,0,0 tone.wav
         wait
 
         echo "== sound: an overrun (the source stopped for a second) is recovered"
-        start pubX.log mediajack publish alsa:hw:Loopback,1,1 /tmp/sndx --frames 150 --period 480 --periods 8
+        start pubX.log mediajack publish alsa:hw:Loopback,1,1 /run/sndx --frames 150 --period 480 --periods 8
         waitfile pubX.log
         sleep 0.5
         pkill -STOP -f 'publish alsa:hw:Loopback,1,1'
@@ -396,53 +396,53 @@ struct VMRun: Sendable {
         wait
 
         echo "== sound: play from the bus into the loopback, captured with arecord"
-        ipn create /tmp/snd2 --policy media --mtu 1000000 --persistent
-        start play.log mediajack play /tmp/snd2 alsa:hw:Loopback,0,2 --until-end
-        waitbus /tmp/snd2
+        ipn create /run/snd2 --policy media --mtu 1000000 --persistent
+        start play.log mediajack play /run/snd2 alsa:hw:Loopback,0,2 --until-end
+        waitbus /run/snd2
         sleep 1
         start arecord.log arecord -q -D hw:Loopback,1,2 -f S16_LE -r 48000 -c 2 -d 5 played.wav
         sleep 0.3
-        run pubT.log mediajack publish test:audio /tmp/snd2 --frames 200
+        run pubT.log mediajack publish test:audio /run/snd2 --frames 200
         wait
 
         echo "== sound: play resampled to 44.1 kHz"
-        ipn create /tmp/snd3 --policy media --mtu 1000000 --persistent
-        start play44.log mediajack play /tmp/snd3 alsa:hw:Loopback,0,3 --rate 44100 --until-end
+        ipn create /run/snd3 --policy media --mtu 1000000 --persistent
+        start play44.log mediajack play /run/snd3 alsa:hw:Loopback,0,3 --rate 44100 --until-end
         sleep 1
         start arecord44.log arecord -q -D hw:Loopback,1,3 -f S16_LE -r 44100 -c 2 -d 4 played44.wav
         sleep 0.3
-        run pubT44.log mediajack publish test:audio /tmp/snd3 --frames 150
+        run pubT44.log mediajack publish test:audio /run/snd3 --frames 150
         wait
 
         echo "== sound: a busy device"
         start arecordbusy.log arecord -q -D hw:Loopback,1,4 -f S16_LE -r 48000 -c 2 -d 3 /dev/null
         i=0; until grep -q RUNNING /proc/asound/Loopback/pcm1c/sub4/status 2>/dev/null || [ $i -gt 100 ]; do i=$((i+1)); sleep 0.05; done
-        run alsabusy.log mediajack publish alsa:hw:Loopback,1,4 /tmp/snd4 --frames 5
+        run alsabusy.log mediajack publish alsa:hw:Loopback,1,4 /run/snd4 --frames 5
         wait
 
         echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
         export HOME="$PWD"
         # Emulated CPU (TCG) and debug binaries: a roomy period.
-        start jackd.log jackd-ipn --bus /tmp/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 6
+        start jackd.log jackd-ipn --bus /run/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 6
         waitfile jackd.log
         sleep 2
         start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 4 card-out.wav
         sleep 0.3
-        run cardout-play.log aplay -q -D ipn:BUS=/tmp/jbus,LOOKAHEAD=8 noise-out.wav
+        run cardout-play.log aplay -q -D ipn:BUS=/run/jbus,LOOKAHEAD=8 noise-out.wav
         sleep 2
-        start busin-rec.log arecord -q -D ipn:BUS=/tmp/jbus -B 1000000 -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
+        start busin-rec.log arecord -q -D ipn:BUS=/run/jbus -B 1000000 -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
         sleep 0.3
         run busin-play.log aplay -q -D hw:Loopback,1,5 noise-in.wav
         sleep 2
-        run jackd-stat.txt jackd-ipn stat /tmp/jbus
+        run jackd-stat.txt jackd-ipn stat /run/jbus
         pkill -INT jackd-ipn
         wait
 
         echo "== vivid disconnects mid-stream (last: the device is gone afterwards)"
-        ipn create /tmp/camG --policy media --mtu 1000000 --queue 32 --persistent
-        start recGone.log mediajack record /tmp/camG gone.mkv --keep-raw
+        ipn create /run/camG --policy media --mtu 1000000 --queue 32 --persistent
+        start recGone.log mediajack record /run/camG gone.mkv --keep-raw
         sleep 0.5
-        start pubGone.log mediajack publish v4l2:/dev/video0 /tmp/camG --pixel-format yuyv422 --size 320x180 --fps 25
+        start pubGone.log mediajack publish v4l2:/dev/video0 /run/camG --pixel-format yuyv422 --size 320x180 --fps 25
         sleep 2.5
         v4l2-ctl -d /dev/video0 --set-ctrl disconnect=1 > disconnect.log 2>&1
         wait
