@@ -30,13 +30,21 @@ public final class Recorder {
     /// Store raw video as it comes (Matroska only) instead of encoding it to H.264.
     public let keepsRawVideo: Bool
 
-    public init(path: String, keepRawVideo: Bool = false) throws(MediaError) {
+    /// Options for the output protocol (avio_open2) and the muxer (avformat_write_header), e.g.
+    /// `rw_timeout`, `hls_time`, `pkt_size`.
+    public let options: [String: String]
+
+    /// `path` is a file or, with `format`, any URL libavformat can write (udp://, srt://, rtmp://, an
+    /// HLS playlist).
+    public init(path: String, format: String? = nil, keepRawVideo: Bool = false, options: [String: String] = [:]) throws(MediaError) {
         self.path = path
         keepsRawVideo = keepRawVideo
+        self.options = options
         var ctx: UnsafeMutablePointer<AVFormatContext>?
-        let r = avformat_alloc_output_context2(&ctx, nil, nil, path)
+        let r = avformat_alloc_output_context2(&ctx, nil, format, path)
         guard r >= 0, let ctx else {
-            throw .output(path: path, reason: "unknown container for this file name (use .mkv, .mp4 or .ts)")
+            throw .output(path: path, reason: format.map { "libavformat has no '\($0)' muxer" }
+                          ?? "unknown container for this file name (use .mkv, .mp4 or .ts)")
         }
         context = ctx
         packet = av_packet_alloc()
@@ -58,8 +66,8 @@ public final class Recorder {
     public func add(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard !started, indexOf[id] == nil else { return false }
         let container = String(cString: context.pointee.oformat.pointee.name)
-        if d.kind == .audio, d.codec == "pcm_s16le", container == "mp4" || container == "mpegts" {
-            // MP4 and MPEG-TS cannot hold PCM: encode it to AAC here.
+        if d.kind == .audio, d.codec == "pcm_s16le", ["mp4", "mpegts", "flv", "hls", "rtp_mpegts"].contains(container) {
+            // MP4, MPEG-TS, FLV and HLS cannot hold PCM: encode it to AAC here.
             guard let encoder = try? AudioEncoder(sampleRate: d.sampleRate ?? 48_000, channels: d.channels ?? 2) else {
                 rejectedStreams.append("audio \(d.codec) (no AAC encoder)")
                 return false
@@ -125,15 +133,18 @@ public final class Recorder {
     }
 
     private func start() throws(MediaError) {
+        var dictionary: OpaquePointer?
+        defer { av_dict_free(&dictionary) }
+        for (k, v) in options { av_dict_set(&dictionary, k, v, 0) }
         if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
-            let r = avio_open(&context.pointee.pb, path, AVIO_FLAG_WRITE)
+            let r = avio_open2(&context.pointee.pb, path, AVIO_FLAG_WRITE, nil, &dictionary)
             guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
         }
         if keepsRawVideo, String(cString: context.pointee.oformat.pointee.name) == "matroska" {
             // Raw video is stored the way AVI does it (a fourcc), which Matroska readers understand.
             cm_set_option(context.pointee.priv_data, "allow_raw_vfw", "1")
         }
-        let r = avformat_write_header(context, nil)
+        let r = avformat_write_header(context, &dictionary)
         guard r >= 0 else { throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))") }
         started = true
     }
@@ -258,6 +269,13 @@ public final class Recorder {
     }
     private var decodeEnd: Int64 = 0
     private var lastDecodeTick: [Int32: Int64] = [:]
+
+    /// Closes without a trailer (the connection behind it broke: writing more would only wait).
+    public func abandon() {
+        guard started else { return }
+        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
+        started = false
+    }
 
     /// Writes the trailer and closes the file. Safe to call twice.
     public func finish() {

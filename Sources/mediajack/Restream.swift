@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+
+struct Restream: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send a media bus's streams on to a server or an HLS directory, reconnecting when the server goes away.",
+        discussion: """
+            Compressed streams are remuxed, never re-encoded (raw pictures are encoded once to H.264, PCM to \
+            AAC where the format needs it). It joins at a keyframe. When the server goes away it keeps \
+            draining the bus (the publisher is never held back) and reconnects with backoff, 1 s doubling to \
+            30 s, starting again at a keyframe. The format comes from the URL: rtmp:// → flv, udp:// srt:// \
+            tcp:// → mpegts, rtp:// → MPEG-TS over RTP, *.m3u8 → hls.
+
+            Examples:
+              mediajack restream /tmp/cam rtmp://live.example.com/app/KEY
+              mediajack restream /tmp/cam 'udp://239.1.1.1:5000?ttl=1'        # multicast TS on the LAN
+              mediajack restream /tmp/cam 'srt://relay.example.com:9000'
+              mediajack restream /tmp/cam /var/www/live/index.m3u8 --segment 2
+            """)
+
+    @Argument(help: "Path of the bus.") var bus: String
+    @Argument(help: "Where to: rtmp://, udp://, srt://, tcp://, rtp:// URL or an .m3u8 playlist path.") var url: String
+    @Option(help: "flv, mpegts, hls or rtp (default: from the URL).") var format: String?
+    @Option(help: "Which streams: kinds (video, audio) and/or stream ids, comma separated.") var streams = ""
+    @Option(help: "HLS segment length in seconds.") var segment = 2.0
+    @Option(help: "Stop after this many seconds.") var duration: Double?
+    @Flag(name: .customLong("until-end"), help: "Exit when the bus's streams end (else wait for a publisher).") var untilEnd = false
+
+    func validate() throws {
+        if let format { guard ["flv", "mpegts", "hls", "rtp", "rtp_mpegts"].contains(format) else { throw ValidationError("--format must be flv, mpegts, hls or rtp") } }
+        guard segment >= 0.5 else { throw ValidationError("--segment must be at least 0.5 s") }
+    }
+
+    func run() throws {
+        installStopHandlers()
+        PolicyRegistry.register(MediaPolicy.self)
+        var s = Restreamer.Settings(url: url)
+        s.format = format
+        s.streams = Set(streams.split(separator: ",").map(String.init))
+        s.segmentSeconds = segment
+        let say = { (line: String) in FileHandle.standardError.write(Data("mediajack: \(line)\n".utf8)) }
+        do {
+            if url.lowercased().hasSuffix(".m3u8") {
+                let directory = (url as NSString).deletingLastPathComponent
+                try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
+            }
+            let restreamer = try Restreamer(s)
+            let consumer = try MediaConsumer(bus: bus, description: "mediajack restream \(url)")
+            let deadline = duration.map { Date().addingTimeInterval($0) }
+            var line = ProgressLine()
+            var hadStreams = false
+            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+                guard let event = try consumer.next(timeout: 0.2) else { continue }
+                if case .streamAdded = event { hadStreams = true }
+                restreamer.handle(event, report: say)
+                let p = restreamer.progress
+                line.show(String(format: "%@  %d frames  %.1f MB  %d reconnects  %d missed", p.connected ? "sending" : "waiting",
+                                 p.frames, Double(p.bytes) / 1e6, p.reconnects, p.missed))
+                if untilEnd, hadStreams, case .endOfStream = event, !restreamer.hasLiveStreams { break }
+            }
+            restreamer.finish()
+            line.end()
+            let p = restreamer.progress
+            print("restreamed \(p.frames) frames (\(p.bytes) bytes) to \(url); \(p.connections) connection(s), \(p.reconnects) reconnect(s), \(p.missed) frames missed while disconnected")
+        } catch {
+            throw fail(error)
+        }
+    }
+}

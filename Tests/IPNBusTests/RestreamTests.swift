@@ -1,0 +1,135 @@
+import Foundation
+import Glibc
+import IPNTestSupport
+import MediaJack
+import XCTest
+
+/// `mediajack restream` against real peers: ffmpeg receiving UDP MPEG-TS and SRT, ffprobe on an HLS
+/// playlist, and nginx's RTMP module (started here) going away and coming back. Every stream is
+/// decoded, and the barcode frame numbers show nothing was lost or reordered.
+final class RestreamTests: DirectoryTestCase {
+    var port: Int { 20_000 + Int(getpid() % 10_000) + Int.random(in: 0..<9_000) }
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffmpeg"), "ffmpeg missing: scripts/setup installs it")
+        try super.setUpWithError()
+    }
+
+    func script(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
+        let text = """
+            set -u
+            cd '\(dir)'
+            export PATH='\(TestSupport.productsDirectory):/usr/sbin:/usr/bin:/bin'
+            ipn create bus --policy media --mtu 4194304 --queue 256 --persistent
+            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; ipn rm bus 2>/dev/null; }
+            trap cleanup EXIT
+            waitbus() { i=0; until mediajack stat bus 2>/dev/null | grep -q 'stream'; do i=$((i+1)); [ $i -gt 200 ] && return 1; sleep 0.05; done; }
+            \(body)
+            """
+        try text.write(toFile: dir + "/restream.sh", atomically: true, encoding: .utf8)
+        return try await TestSupport.runTool("/usr/bin/timeout", ["\(timeout)", "/bin/bash", dir + "/restream.sh"])
+    }
+
+    /// Frame numbers read from the barcodes of every decoded picture; the decode must be clean.
+    func frames(_ input: String, line: UInt = #line) async throws -> [UInt32] {
+        let clean = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", input, "-f", "null", "-"])
+        XCTAssertEqual(clean.standardError, "", "decoding \(input) reported errors", line: line)
+        let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", input, "-map", "0:v", "-fps_mode", "passthrough",
+                                                                         "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        let size = 640 * 360
+        return stride(from: 0, to: bytes.count - size + 1, by: size).compactMap { o in
+            bytes[o..<(o + size)].withUnsafeBytes { TestPattern.read(luma: $0, stride: 640, width: 640, height: 360)?.frame }
+        }
+    }
+
+    func assertConsecutive(_ f: [UInt32], atLeast n: Int, _ what: String, line: UInt = #line) {
+        XCTAssertGreaterThanOrEqual(f.count, n, "\(what): \(f.count) frames", line: line)
+        guard let first = f.first else { return }
+        XCTAssertEqual(f, Array(first..<(first + UInt32(f.count))), "\(what): frames in order, none lost", line: line)
+        XCTAssertEqual(first % 25, 0, "\(what) starts at a keyframe", line: line)
+    }
+
+    func testUDPMPEGTSReachesAnFFmpegReceiver() async throws {
+        let p = port
+        let r = try await script("""
+            ffmpeg -v error -y -i 'udp://127.0.0.1:\(p)?timeout=15000000' -t 4 -c copy udp.ts &
+            receiver=$!
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus 'udp://127.0.0.1:\(p)' --until-end > restream.log 2>&1
+            wait $receiver
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        let log = (try? String(contentsOfFile: dir + "/restream.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains("restreamed"), log)
+        assertConsecutive(try await frames(dir + "/udp.ts"), atLeast: 50, "UDP MPEG-TS")
+    }
+
+    func testHLSIntoADirectoryPlaysFromThePlaylist() async throws {
+        let r = try await script("""
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus hls/live.m3u8 --segment 1 --until-end > restream.log 2>&1
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        let playlist = try String(contentsOfFile: dir + "/hls/live.m3u8", encoding: .utf8)
+        XCTAssertTrue(playlist.contains("#EXT-X-ENDLIST"), "the playlist was finished:\n\(playlist)")
+        XCTAssertTrue(playlist.contains(".ts"), playlist)
+        assertConsecutive(try await frames(dir + "/hls/live.m3u8"), atLeast: 60, "HLS")
+    }
+
+    func testSRTReachesAnFFmpegListener() async throws {
+        let p = port
+        let r = try await script("""
+            ffmpeg -v error -y -i 'srt://127.0.0.1:\(p)?mode=listener' -t 3 -c copy srt.ts &
+            receiver=$!
+            sleep 0.5
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus 'srt://127.0.0.1:\(p)' --until-end > restream.log 2>&1
+            wait $receiver
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        assertConsecutive(try await frames(dir + "/srt.ts"), atLeast: 40, "SRT")
+    }
+
+    func testRTMPToNginxReconnectsWhenTheServerComesBack() async throws {
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: module), "nginx's RTMP module missing: scripts/setup installs libnginx-mod-rtmp")
+        let p = port
+        let conf = """
+            load_module \(module);
+            daemon off; master_process off; pid \(dir)/nginx.pid; error_log \(dir)/nginx.log;
+            events { worker_connections 64; }
+            rtmp { server { listen 127.0.0.1:\(p); application live { live on; record all; record_path \(dir)/rec; record_unique on; } } }
+            """
+        try FileManager.default.createDirectory(atPath: dir + "/rec", withIntermediateDirectories: true)
+        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let r = try await script("""
+            nginx -c '\(dir)/nginx.conf' -p '\(dir)' &
+            nginx=$!
+            sleep 0.5
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 300 > pub.log 2>&1 &
+            publisher=$!
+            waitbus
+            mediajack restream bus 'rtmp://127.0.0.1:\(p)/live/cam' --until-end > restream.out 2> restream.err &
+            restream=$!
+            sleep 3
+            kill $nginx; wait $nginx                 # the server goes away...
+            sleep 1.5
+            nginx -c '\(dir)/nginx.conf' -p '\(dir)' &  # ...and comes back
+            nginx=$!
+            wait $restream; echo "restream $?"
+            wait $publisher
+            kill $nginx; wait $nginx
+            """, timeout: 120)
+        XCTAssertTrue(r.standardOutput.contains("restream 0"), "\(r)")
+        let err = (try? String(contentsOfFile: dir + "/restream.err", encoding: .utf8)) ?? ""
+        let out = (try? String(contentsOfFile: dir + "/restream.out", encoding: .utf8)) ?? ""
+        XCTAssertTrue(err.contains("retrying in"), err)
+        XCTAssertTrue(out.contains("2 connection(s)"), out)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/rec").filter { $0.hasSuffix(".flv") }.sorted()
+        XCTAssertEqual(files.count, 2, "one recording per connection: \(files)")
+        if let last = files.last { assertConsecutive(try await frames(dir + "/rec/" + last), atLeast: 50, "RTMP after the reconnect") }
+    }
+}
