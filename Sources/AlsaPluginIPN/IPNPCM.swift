@@ -89,6 +89,11 @@ final class IPNPCM: @unchecked Sendable {
         defer { lock.unlock(); signal() }
         guard running, let fifo, capacity > 0 else { return }
         let p = serverPeriod, ch = serverChannels
+        if (client.rate, ch, p) != shape {
+            // A restarted server with another rate, channel count or period: this PCM's buffer no longer fits.
+            if failure == 0 { failure = -ENODEV }
+            return
+        }
         if isPlayback {
             // Never move more than the application can tell apart (the pointer wraps at the buffer size).
             let limit = capacity - 1 - Int(hwPtr - lastReported)
@@ -100,7 +105,8 @@ final class IPNPCM: @unchecked Sendable {
             }
             // Consecutive periods go to consecutive server periods, so the stream stays whole; only when
             // this client fell behind the clock is it anchored again (that gap is its underrun).
-            if nextSend <= index { nextSend = index + lookahead }
+            // Behind the clock, or far ahead of it (a restarted server counts from 0 again): anchor afresh.
+            if nextSend <= index || nextSend > index + lookahead + 1 { nextSend = index + lookahead }
             let start = head
             try? client.send(index: nextSend, frames: p) { out in
                 var from = start
@@ -127,9 +133,17 @@ final class IPNPCM: @unchecked Sendable {
 
     // MARK: ioplug callbacks (called by alsa-lib with its own lock held)
 
+    /// The server's shape when the buffer was made: a mix of another shape means another server.
+    var shape = (rate: 0, channels: 0, period: 0)
+
     func hwParams() -> Int32 {
         lock.lock(); defer { lock.unlock() }
+        guard Int(io.pointee.buffer_size) >= 3 * serverPeriod else {
+            FileHandle.standardError.write(Data("ALSA ipn: a buffer of \(io.pointee.buffer_size) frames is too small: at least 3 server periods (\(3 * serverPeriod) frames)\n".utf8))
+            return -EINVAL
+        }
         fifo?.deallocate()
+        shape = (client.rate, serverChannels, serverPeriod)
         capacity = Int(io.pointee.buffer_size)
         fifo = .allocate(capacity: capacity * serverChannels)
         head = 0; count = 0
@@ -191,9 +205,10 @@ final class IPNPCM: @unchecked Sendable {
     }
 
     func pollRevents(_ revents: UnsafeMutablePointer<UInt16>) -> Int32 {
-        _ = ipn_eventfd_drain(wake)
         lock.lock(); defer { lock.unlock() }
+        // After a failure the descriptor stays readable, so every later poll reports it at once.
         if failure != 0 { revents.pointee = UInt16(POLLERR); return 0 }
+        _ = ipn_eventfd_drain(wake)
         let period = Int(io.pointee.period_size)
         let ready = isPlayback ? capacity - count >= period : count >= period
         revents.pointee = ready ? UInt16(isPlayback ? POLLOUT : POLLIN) : 0

@@ -22,6 +22,7 @@ nonisolated(unsafe) private let callbacks: UnsafeMutablePointer<snd_pcm_ioplug_c
         let p = Unmanaged<IPNPCM>.fromOpaque(io!.pointee.private_data!)
         p.takeUnretainedValue().close()
         p.release()
+        free(UnsafeMutableRawPointer(mutating: io!.pointee.name))
         io!.deallocate()
         return 0
     }
@@ -55,6 +56,7 @@ public func ipnPCMPluginOpen(_ pcmp: UnsafeMutablePointer<OpaquePointer?>?, _ na
     if r < 0 {
         state.close()
         Unmanaged<IPNPCM>.fromOpaque(io.pointee.private_data!).release()
+        free(UnsafeMutableRawPointer(mutating: io.pointee.name))
         io.deallocate()
         return r
     }

@@ -236,7 +236,8 @@ int ipn_tap_open_vnet(char *name, int persistent) { return tap_open(name, persis
 int ipn_packet_open(const char *name) {
     unsigned int index = if_nametoindex(name);
     if (index == 0) return -ENODEV;
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    // Protocol 0 until bound: nothing from other interfaces is queued before the bind.
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     struct sockaddr_ll addr;
     memset(&addr, 0, sizeof addr);

@@ -18,6 +18,10 @@ public final class Cable {
         b.description = "cable to \(pathA)"
         try a.connect(pathA)
         do { try b.connect(pathB) } catch { a.close(); throw error }
+        if a.busOptions?.vnetHeader != b.busOptions?.vnetHeader {
+            a.close(); b.close()
+            throw .refused(path: pathB, reason: "one bus carries virtio-net headers (--vnet-hdr) and the other does not")
+        }
     }
 
     deinit { a.close(); b.close() }

@@ -28,6 +28,8 @@ public final class InterfaceNode {
     public private(set) var framesFromBus: UInt64 = 0
     /// Frames lost: larger than the bus MTU, the bus refused them, or the interface would not take them.
     public private(set) var dropped: UInt64 = 0
+    /// Reads that found the link down.
+    public private(set) var linkDown: UInt64 = 0
 
     public init(bus path: String, interface name: String, kind: Kind, policy: String = "switch") throws(IPNError) {
         self.kind = kind
@@ -66,6 +68,11 @@ public final class InterfaceNode {
             if case .permissionDenied = error { throw IPNError.permissionDenied(path: path, missing: .manage) }
             throw error
         }
+        if (socket.busOptions?.vnetHeader ?? false) != vnet {
+            socket.close()
+            close(fd)
+            throw .refused(path: path, reason: "the bus was recreated with other frame headers while attaching; try again")
+        }
     }
 
     deinit {
@@ -94,6 +101,8 @@ public final class InterfaceNode {
                 if got == -Int(EAGAIN) || got == 0 { break }
                 if got < 0 {
                     if got == -Int(EINTR) { continue }
+                    // The link went down (ip link set down, a cable pulled): wait for it to come back.
+                    if got == -Int(ENETDOWN) || got == -Int(ENXIO) || got == -Int(EIO) { linkDown += 1; break }
                     throw .system(call: "reading \(interface)", errno: Errno(rawValue: Int32(-got)))
                 }
                 if outgoing != 0 { continue }  // what we (or the host) transmitted on a grabbed interface

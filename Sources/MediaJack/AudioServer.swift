@@ -105,8 +105,16 @@ public final class AudioServer: @unchecked Sendable {
         if case .alsa(let name) = s.driver {
             var q = AlsaPCM.Request()
             q.rate = s.rate; q.channels = s.channels; q.format = .s16; q.period = s.period; q.periods = max(2, s.periods); q.exact = true
-            playback = try AlsaPCM(name, .playback, q)
-            do { capture = try AlsaPCM(name, .capture, q) } catch {
+            let out = try AlsaPCM(name, .playback, q)
+            // The card's period is the clock: one that differs from ours would tick in bursts.
+            guard out.period == s.period else {
+                throw DeviceError.cannotDo(device: "alsa:\(name)", request: "periods of \(s.period) frames", offers: ["periods of \(out.period) frames: use --period \(out.period)"])
+            }
+            playback = out
+            do {
+                let input = try AlsaPCM(name, .capture, q)
+                if input.period == s.period { capture = input } else { report("alsa:\(name): the capture side runs \(input.period)-frame periods; playing only") }
+            } catch {
                 report("alsa:\(name): no capture side (\(error)); playing only")
             }
         }

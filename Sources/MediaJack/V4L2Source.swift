@@ -195,8 +195,9 @@ public enum V4L2Source {
             }
             waited = 0
             defer { try? device.requeue(c) }
-            if let last = lastSequence, c.sequence != last &+ 1 {
-                p.lost += Int(c.sequence &- last &- 1)
+            // A forward jump is frames the driver dropped; drivers that leave the sequence at 0 never jump.
+            if let last = lastSequence, case let d = c.sequence &- last, d > 1, d < 1 << 31 {
+                p.lost += Int(d - 1)
                 discontinuity = true
             }
             lastSequence = c.sequence

@@ -18,6 +18,10 @@ final class VDENode {
         socket = IPNSocket()
         socket.description = "vde \(description)"
         try socket.connect(path)
+        if socket.busOptions?.vnetHeader == true {
+            socket.close()
+            throw IPNError.refused(path: path, reason: "its frames carry virtio-net headers (--vnet-hdr): only interface nodes and cables belong there")
+        }
         epoll = ipn_epoll_create()
         pending = ipn_eventfd()
         guard epoll >= 0, pending >= 0 else { throw IPNError.invalidOption("epoll/eventfd failed") }
@@ -33,7 +37,12 @@ final class VDENode {
 
     func receive(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
         do {
-            while let _ = try socket.withNextMessage(nonBlocking: true, { view in queue.append(Array(view.bytes)) }) {}
+            // Take more off the bus only when what was taken is handed over, and at most 64 at a time:
+            // a slow reader leaves frames on the bus, where the bus's own flow control applies.
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true); head = 0
+                while queue.count < 64, let _ = try socket.withNextMessage(nonBlocking: true, { view in queue.append(Array(view.bytes)) }) {}
+            }
         } catch {
             errno = EPIPE
             return 0  // the bus is gone: VDE treats 0 as the end of the connection

@@ -71,6 +71,12 @@ struct Grab: ParsableCommand {
         do {
             let node = try InterfaceNode(bus: bus, interface: interface, kind: .grab)
             FileHandle.standardError.write(Data("ipn: \(interface) grabbed onto \(bus)\n".utf8))
+            if (try? Bus.status(bus).options.vnetHeader) != true {
+                FileHandle.standardError.write(Data("""
+                    ipn: note: on a bus without --vnet-hdr, TCP from a peer with offloads (a veth in a namespace) needs them off                     there: ethtool -K PEER tso off gso off tx off
+
+                    """.utf8))
+            }
             try node.run { networkStop.load(ordering: .relaxed) }
             print("\(interface): \(node.framesToBus) frames to the bus, \(node.framesFromBus) from it, \(node.dropped) dropped")
         } catch {
