@@ -40,7 +40,6 @@ final class IPNPCM: @unchecked Sendable {
     /// The server period the next playback period goes to (0: anchor at the next mix).
     var nextSend: UInt64 = 0
 
-    private let finished = DispatchSemaphore(value: 0)
 
     init(io: UnsafeMutablePointer<snd_pcm_ioplug_t>, bus: String, playback: Bool, lookahead: Int) throws {
         self.io = io
@@ -50,14 +49,24 @@ final class IPNPCM: @unchecked Sendable {
         client = try AudioBusClient(bus: bus, description: "alsa \(playback ? "playback" : "capture") (pid \(getpid()))", timeout: 2)
         wake = ipn_eventfd()
         guard wake >= 0 else { throw IPNError.invalidOption("eventfd failed: \(String(cString: strerror(errno)))") }
-        let thread = Thread { [self] in follow() }
-        thread.name = "ipn-pcm"
-        thread.start()
+        // A plain pthread, joined in close(): when the application exits right after snd_pcm_close,
+        // nothing of the worker is still running.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let r = pthread_create(&worker, nil, { context in
+            let pcm = Unmanaged<IPNPCM>.fromOpaque(context!).takeRetainedValue()
+            pcm.follow()
+            return nil
+        }, context)
+        if r != 0 {
+            Unmanaged<IPNPCM>.fromOpaque(context).release()
+            throw IPNError.invalidOption("cannot start the worker thread: \(String(cString: strerror(r)))")
+        }
     }
+
+    private var worker = pthread_t()
 
     /// The worker: one step per server period, until closed or the server is gone.
     private func follow() {
-        defer { finished.signal() }
         var lastMix = ipn_monotonic_ns()
         while true {
             lock.lock(); let stop = stopping; lock.unlock()
@@ -217,7 +226,7 @@ final class IPNPCM: @unchecked Sendable {
 
     func close() {
         lock.lock(); stopping = true; lock.unlock()
-        finished.wait()
+        pthread_join(worker, nil)
         client.socket.close()
         Glibc.close(wake)
         lock.lock(); fifo?.deallocate(); fifo = nil; lock.unlock()
