@@ -65,6 +65,28 @@ final class RestreamTests: DirectoryTestCase {
         assertConsecutive(try await frames(dir + "/udp.ts"), atLeast: 50, "UDP MPEG-TS")
     }
 
+    func testMulticastTSReachesAReceiverOnTheSegment() async throws {
+        try XCTSkipUnless(getuid() == 0, "a network namespace needs root")
+        let p = port, ns = "nsm\(getpid() % 100000)"
+        // The LAN segment: a namespace of our own whose loopback carries multicast; the bus lives there too.
+        let r = try await script("""
+            ip netns add \(ns) && trap 'ip netns del \(ns); cleanup' EXIT
+            ip -n \(ns) link set lo up
+            ip -n \(ns) route add 239.0.0.0/8 dev lo
+            ip netns exec \(ns) sh -c '
+              ipn create mbus --policy media --mtu 4194304 --queue 256 --persistent
+              ffmpeg -v error -y -i "udp://239.255.7.7:\(p)?localaddr=127.0.0.1&timeout=15000000" -t 3 -c copy multicast.ts &
+              receiver=$!
+              mediajack publish test:video mbus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
+              sleep 1
+              mediajack restream mbus "udp://239.255.7.7:\(p)?ttl=1&localaddr=127.0.0.1" --until-end > restream.log 2>&1
+              wait $receiver
+              ipn rm mbus'
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        assertConsecutive(try await frames(dir + "/multicast.ts"), atLeast: 40, "multicast MPEG-TS")
+    }
+
     func testHLSIntoADirectoryPlaysFromThePlaylist() async throws {
         let r = try await script("""
             mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
