@@ -7,7 +7,6 @@ unsigned int cap_flag_monotonic(void) { return SND_PCM_IOPLUG_FLAG_MONOTONIC; }
 void *cap_area_address(const snd_pcm_channel_area_t *area, snd_pcm_uframes_t offset) {
     return (char *)area->addr + (area->first + area->step * offset) / 8;
 }
-unsigned int cap_area_step_bytes(const snd_pcm_channel_area_t *area) { return area->step / 8; }
 
 // Implemented in Swift (AlsaPluginIPN, @_cdecl).
 extern int ipn_pcm_plugin_open(snd_pcm_t **pcmp, const char *name, const char *bus, int lookahead, snd_pcm_stream_t stream, int mode);

@@ -12,7 +12,6 @@ void cm_error_string(int error, char *buffer, size_t length) { av_strerror(error
 int cm_set_option(void *object, const char *name, const char *value) {
     return av_opt_set(object, name, value, AV_OPT_SEARCH_CHILDREN);
 }
-int cm_set_option_int(void *object, const char *name, int64_t value) { return av_opt_set_int(object, name, value, 0); }
 uint8_t *cm_frame_plane(AVFrame *frame, int plane) { return frame->data[plane]; }
 int cm_frame_stride(AVFrame *frame, int plane) { return frame->linesize[plane]; }
 const uint8_t **cm_frame_extended_data(AVFrame *frame) { return (const uint8_t **)frame->extended_data; }
@@ -29,10 +28,6 @@ int cm_set_extradata(AVCodecParameters *parameters, const uint8_t *bytes, int le
     memcpy(parameters->extradata, bytes, length);
     parameters->extradata_size = length;
     return 0;
-}
-void cm_set_default_channel_layout(AVChannelLayout *layout, int channels) {
-    av_channel_layout_uninit(layout);
-    av_channel_layout_default(layout, channels);
 }
 
 static int cm_ioctl(int fd, unsigned long request, void *arg) {
@@ -53,9 +48,7 @@ int cm_v4l2_enum_fmt(int fd, struct v4l2_fmtdesc *desc) { return cm_ioctl(fd, VI
 int cm_v4l2_enum_framesizes(int fd, struct v4l2_frmsizeenum *size) { return cm_ioctl(fd, VIDIOC_ENUM_FRAMESIZES, size); }
 int cm_v4l2_enum_frameintervals(int fd, struct v4l2_frmivalenum *interval) { return cm_ioctl(fd, VIDIOC_ENUM_FRAMEINTERVALS, interval); }
 int cm_v4l2_s_fmt(int fd, struct v4l2_format *format) { return cm_ioctl(fd, VIDIOC_S_FMT, format); }
-int cm_v4l2_g_fmt(int fd, struct v4l2_format *format) { return cm_ioctl(fd, VIDIOC_G_FMT, format); }
 int cm_v4l2_s_parm(int fd, struct v4l2_streamparm *parm) { return cm_ioctl(fd, VIDIOC_S_PARM, parm); }
-int cm_v4l2_g_parm(int fd, struct v4l2_streamparm *parm) { return cm_ioctl(fd, VIDIOC_G_PARM, parm); }
 int cm_v4l2_reqbufs(int fd, struct v4l2_requestbuffers *request) { return cm_ioctl(fd, VIDIOC_REQBUFS, request); }
 int cm_v4l2_querybuf(int fd, struct v4l2_buffer *buffer) { return cm_ioctl(fd, VIDIOC_QUERYBUF, buffer); }
 int cm_v4l2_qbuf(int fd, struct v4l2_buffer *buffer) { return cm_ioctl(fd, VIDIOC_QBUF, buffer); }

@@ -82,7 +82,6 @@ public final class InterfaceNode {
 
     /// Moves frames both ways until `shouldStop` (checked at least every 200 ms) or the bus goes away.
     public func run(shouldStop: () -> Bool) throws(IPNError) {
-        let mtu = socket.busOptions?.mtu ?? 1514
         let capacity = 65536 + 64  // a GSO segment with its headers
         let frame = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
         defer { frame.deallocate() }
@@ -106,7 +105,7 @@ public final class InterfaceNode {
                     throw .system(call: "reading \(interface)", errno: Errno(rawValue: Int32(-got)))
                 }
                 if outgoing != 0 { continue }  // what we (or the host) transmitted on a grabbed interface
-                guard got <= mtu, got <= capacity else { dropped += 1; continue }
+                guard got <= capacity else { dropped += 1; continue }  // MSG_TRUNC: longer than we can hold
                 do {
                     try socket.send(UnsafeRawBufferPointer(start: frame, count: got), nonBlocking: true)
                     framesToBus += 1

@@ -43,9 +43,6 @@ public final class AudioDecoder {
         swr_free(&resampler)
     }
 
-    /// Whether output differs from the stream's own rate (libswresample resamples).
-    public var resampling: Bool { resamplerInput.rate != 0 && Int(resamplerInput.rate) != outputRate }
-
     /// Decodes one frame's payload and hands the converted interleaved s16 samples to `body`
     /// (frame count, samples), possibly several times.
     public func decode(_ payload: UnsafeRawBufferPointer, _ body: (Int, UnsafeBufferPointer<Int16>) throws -> Void) throws {

@@ -60,7 +60,8 @@ public final class AudioServer: @unchecked Sendable {
     private var capture: AlsaPCM?
     private let deviceBuffer: UnsafeMutablePointer<Int16>
     private let input: UnsafeMutablePointer<Float>
-    private var hasInput = false
+    /// The sum of every bus's mix, for the device output.
+    private let mixAll: UnsafeMutablePointer<Float>
     public private(set) var index: UInt64 = 0
     public private(set) var serverXruns = 0
     private var loadSum = 0.0, loadMax = 0.0, loadCount = 0
@@ -81,6 +82,8 @@ public final class AudioServer: @unchecked Sendable {
         input = .allocate(capacity: samplesPerPeriod)
         input.initialize(repeating: 0, count: samplesPerPeriod)
         deviceBuffer = .allocate(capacity: samplesPerPeriod)
+        mixAll = .allocate(capacity: samplesPerPeriod)
+        mixAll.initialize(repeating: 0, count: samplesPerPeriod)
         PolicyRegistry.register(MixerPolicy.self)
         for path in s.buses {
             let socket = IPNSocket(policy: MixerPolicy.name)
@@ -96,9 +99,6 @@ public final class AudioServer: @unchecked Sendable {
             case .success: break
             case .failure(.refused): throw IPNError.refused(path: path, reason: "another jackd-ipn already serves this bus")
             case .failure(let e): throw e
-            }
-            guard socket.busOptions?.policy == MixerPolicy.name else {
-                throw IPNError.policyMismatch(path: path, bus: socket.busOptions?.policy ?? "?", requested: MixerPolicy.name)
             }
             points.append(MixPoint(path: path, socket: socket))
         }
@@ -121,7 +121,7 @@ public final class AudioServer: @unchecked Sendable {
     }
 
     deinit {
-        mix.deallocate(); input.deallocate(); deviceBuffer.deallocate()
+        mix.deallocate(); input.deallocate(); deviceBuffer.deallocate(); mixAll.deallocate()
         for p in points { p.socket.close() }
     }
 
@@ -159,6 +159,7 @@ public final class AudioServer: @unchecked Sendable {
                 }
             }
             let woke = ipn_monotonic_ns()
+            if playback != nil { for i in 0..<samplesPerPeriod { mixAll[i] = 0 } }
             for p in points { try serve(p) }
             if let playback {
                 // s16 = round(x × 32768), clipped: the exact inverse of the input's x = s16 / 32768.
@@ -180,12 +181,6 @@ public final class AudioServer: @unchecked Sendable {
         sendReports()
     }
 
-    /// The sum of every bus's mix, for the device output (allocated once).
-    private lazy var mixAll: UnsafeMutablePointer<Float> = {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: samplesPerPeriod)
-        p.initialize(repeating: 0, count: samplesPerPeriod)
-        return p
-    }()
 
     private func readInput(_ capture: AlsaPCM) throws {
         var got = 0
@@ -196,13 +191,13 @@ public final class AudioServer: @unchecked Sendable {
             }
         }
         for i in 0..<samplesPerPeriod { input[i] = Float(deviceBuffer[i]) / 32768 }
-        hasInput = true
     }
 
     /// Takes what the bus's clients sent, mixes period `index`, sends the mix.
     private func serve(_ p: MixPoint) throws {
         try drain(p)
-        for i in 0..<samplesPerPeriod { mix[i] = hasInput ? input[i] : 0 }
+        // The card's input (silence without a card: `input` stays zero) is where every mix starts.
+        mix.update(from: input, count: samplesPerPeriod)
         let slot = Int(index % UInt64(Self.lookahead))
         for client in p.clients.values where client.indices[slot] == index {
             let source = client.ring + slot * samplesPerPeriod
@@ -212,10 +207,7 @@ public final class AudioServer: @unchecked Sendable {
         }
         // Saturate: the mix of loud clients clips, it never wraps.
         for i in 0..<samplesPerPeriod { mix[i] = max(-1, min(1, mix[i])) }
-        if playback != nil {
-            if p === points.first { for i in 0..<samplesPerPeriod { mixAll[i] = 0 } }
-            for i in 0..<samplesPerPeriod { mixAll[i] += mix[i] }
-        }
+        if playback != nil { for i in 0..<samplesPerPeriod { mixAll[i] += mix[i] } }
         let h = AudioBusMessage.Header(kind: .mix, index: index, rate: UInt32(settings.rate), channels: UInt16(settings.channels),
                                        frames: UInt32(settings.period))
         do {

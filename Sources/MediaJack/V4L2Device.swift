@@ -218,8 +218,7 @@ public final class V4L2Device {
     }
 
     private func failure(_ code: Int32, _ call: String) -> DeviceError {
-        if code == EBUSY { return .busy(device: path, holders: DeviceHolders.of(path)) }
-        return DeviceError.from(errno: code, device: path, doing: call)
+        DeviceError.from(errno: code, device: path, doing: call)
     }
 
     static func string<T>(_ tuple: inout T) -> String {

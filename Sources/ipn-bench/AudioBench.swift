@@ -8,14 +8,6 @@ import MediaWire
 /// Audio part of the benchmark: jackd-ipn's server CPU per period against the bare mixing arithmetic
 /// measured in the same run, app-to-app latency through the ALSA plugin, and xruns over a long run.
 enum AudioBench {
-    /// A stop flag shared with client threads.
-    final class Flag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        func set() { lock.lock(); value = true; lock.unlock() }
-        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    }
-
     struct ServerRun { var perPeriodMicros: Double; var peakMicros: Double; var periods: Int; var late: Int; var serverXruns: Int }
 
     /// Runs a dummy-clocked server with `clients` client threads, each sending a period of audio for
@@ -28,9 +20,9 @@ enum AudioBench {
         var s = AudioServer.Settings()
         s.buses = [path]; s.period = period; s.realtime = realtime
         let server = try AudioServer(s, report: { _ in })
-        let stop = Flag()
+        let stop = Box(false)
         let serverDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { try? server.run { stop.isSet }; serverDone.signal() }
+        Thread.detachNewThread { try? server.run { stop.value }; serverDone.signal() }
         let group = DispatchGroup()
         for c in 0..<clients {
             group.enter()
@@ -38,7 +30,7 @@ enum AudioBench {
                 defer { group.leave() }
                 guard let client = try? AudioBusClient(bus: path, description: "bench client \(c)") else { return }
                 let value = Float(c + 1) / 64
-                while !stop.isSet {
+                while !stop.value {
                     _ = try? client.nextMix(timeout: 0.2) { index, _ in
                         try? client.send(index: index + 3, frames: client.period) { out in
                             for i in 0..<out.count { out[i] = value }
@@ -49,7 +41,7 @@ enum AudioBench {
             }
         }
         usleep(UInt32(seconds * 1e6))
-        stop.set()
+        stop.value = true
         group.wait()
         serverDone.wait()
         try? Bus.remove(path)
@@ -126,10 +118,10 @@ enum AudioBench {
             var s = AudioServer.Settings()
             s.buses = [dir + "/bus"]; s.period = period; s.realtime = false
             let server = try AudioServer(s, report: { _ in })
-            let stop = Flag()
+            let stop = Box(false)
             let serverDone = DispatchSemaphore(value: 0)
-            Thread.detachNewThread { try? server.run { stop.isSet }; serverDone.signal() }
-            defer { stop.set(); serverDone.wait(); try? Bus.remove(dir + "/bus") }
+            Thread.detachNewThread { try? server.run { stop.value }; serverDone.signal() }
+            defer { stop.value = true; serverDone.wait(); try? Bus.remove(dir + "/bus") }
             usleep(100_000)
             var q = AlsaPCM.Request()
             q.rate = 48_000; q.channels = 2; q.format = .s16; q.period = period; q.periods = 3
@@ -137,12 +129,12 @@ enum AudioBench {
             let capture = try AlsaPCM("ipnbench", .capture, q)
             let impulses = quick ? 5 : 20
             let results = LatencyLog()
-            let done = Flag()
+            let done = Box(false)
             // Capture: find each impulse, note when its frame arrived.
             let reader = Thread {
                 let buffer = UnsafeMutablePointer<Int16>.allocate(capacity: period * 2)
                 defer { buffer.deallocate() }
-                while !done.isSet {
+                while !done.value {
                     guard case .frames(let n)? = try? capture.read(into: buffer, frames: period), n > 0 else { continue }
                     let now = ipn_monotonic_ns()
                     for f in 0..<n where abs(Int(buffer[2 * f])) > 10_000 {
@@ -164,7 +156,7 @@ enum AudioBench {
                 }
             }
             usleep(300_000)
-            done.set()
+            done.value = true
             while !reader.isFinished { usleep(10_000) }
             let ms = results.latencies().sorted()
             guard !ms.isEmpty else { print(String(format: "  %6d  no impulse came back", period)); continue }

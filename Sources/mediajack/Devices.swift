@@ -14,7 +14,7 @@ struct Devices: ParsableCommand {
     @Flag(help: "Only sound devices.") var sound = false
 
     func run() throws {
-        MediaLibraryQuiet.apply()
+        MediaLibrary.quiet()
         if !sound {
             var problems: [String] = []
             let list = DeviceList.cameras(problems: &problems)
@@ -37,5 +37,3 @@ struct Devices: ParsableCommand {
         }
     }
 }
-
-enum MediaLibraryQuiet { static func apply() { MediaLibrary.quiet() } }

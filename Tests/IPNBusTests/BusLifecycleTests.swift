@@ -111,7 +111,7 @@ final class BusLifecycleTests: DirectoryTestCase {
         XCTAssertThrowsError(try IPNSocket(policy: "switch").connect(path)) { error in
             XCTAssertTrue("\(error)".contains("uses the hub policy"), "\(error)")
         }
-        FileManager.default.createFile(atPath: dir + "/plain", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/plain", contents: Data("x".utf8))
         XCTAssertThrowsError(try IPNSocket().connect(dir + "/plain")) { XCTAssertEqual($0 as? IPNError, .notABus(path: self.dir + "/plain")) }
         XCTAssertThrowsError(try IPNSocket().connect(dir + "/nothing")) { XCTAssertEqual($0 as? IPNError, .noSuchBus(path: self.dir + "/nothing")) }
         let node = IPNSocket()

@@ -11,6 +11,4 @@ unsigned int cap_ioplug_version(void);
 unsigned int cap_flag_monotonic(void);
 /// Bit address of frame `offset` of one channel area.
 void *cap_area_address(const snd_pcm_channel_area_t *area, snd_pcm_uframes_t offset);
-/// Bytes between two frames of one channel area.
-unsigned int cap_area_step_bytes(const snd_pcm_channel_area_t *area);
 #endif

@@ -24,8 +24,6 @@ int64_t cm_no_pts(void);
 void cm_error_string(int error, char *buffer, size_t length);
 /// av_opt_set(obj, name, value, AV_OPT_SEARCH_CHILDREN).
 int cm_set_option(void *object, const char *name, const char *value);
-/// av_opt_set_int(obj, name, value, 0), for libswresample's options.
-int cm_set_option_int(void *object, const char *name, int64_t value);
 /// frame->data[plane], frame->linesize[plane].
 uint8_t *cm_frame_plane(AVFrame *frame, int plane);
 int cm_frame_stride(AVFrame *frame, int plane);
@@ -38,8 +36,6 @@ int cm_format_flag_global_header(void);
 int cm_format_flag_nofile(void);
 /// Copies `length` bytes of extradata into codec parameters (allocated with padding, as libav wants).
 int cm_set_extradata(AVCodecParameters *parameters, const uint8_t *bytes, int length);
-/// Sets a codec context's channel layout to the default one for `channels`.
-void cm_set_default_channel_layout(AVChannelLayout *layout, int channels);
 
 // MARK: V4L2 through libv4l2. Each returns 0, or -errno.
 /// open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC) then v4l2_fd_open (libv4l2's format emulation stays on).
@@ -50,9 +46,7 @@ int cm_v4l2_enum_fmt(int fd, struct v4l2_fmtdesc *desc);
 int cm_v4l2_enum_framesizes(int fd, struct v4l2_frmsizeenum *size);
 int cm_v4l2_enum_frameintervals(int fd, struct v4l2_frmivalenum *interval);
 int cm_v4l2_s_fmt(int fd, struct v4l2_format *format);
-int cm_v4l2_g_fmt(int fd, struct v4l2_format *format);
 int cm_v4l2_s_parm(int fd, struct v4l2_streamparm *parm);
-int cm_v4l2_g_parm(int fd, struct v4l2_streamparm *parm);
 int cm_v4l2_reqbufs(int fd, struct v4l2_requestbuffers *request);
 int cm_v4l2_querybuf(int fd, struct v4l2_buffer *buffer);
 int cm_v4l2_qbuf(int fd, struct v4l2_buffer *buffer);
