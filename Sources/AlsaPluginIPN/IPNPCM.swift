@@ -67,6 +67,10 @@ final class IPNPCM: @unchecked Sendable {
 
     /// The worker: one step per server period, until closed or the server is gone.
     private func follow() {
+        // Like a JACK client's process thread: real-time when the user may (root, rtprio limits), quietly
+        // normal otherwise. It sleeps between periods, so it never starves the machine.
+        var param = sched_param(sched_priority: 60)
+        _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
         var lastMix = ipn_monotonic_ns()
         while true {
             lock.lock(); let stop = stopping; lock.unlock()
