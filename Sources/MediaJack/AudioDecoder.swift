@@ -4,9 +4,10 @@ import MediaWire
 /// Decodes one audio stream from the bus (PCM of any layout, AAC, Opus...) with libavcodec and
 /// converts it with libswresample to interleaved s16 at the rate and channel count a device wants.
 public final class AudioDecoder {
-    let context: UnsafeMutablePointer<AVCodecContext>
-    let frame: UnsafeMutablePointer<AVFrame>
-    let packet: UnsafeMutablePointer<AVPacket>
+    let core: CodecCore
+    var context: UnsafeMutablePointer<AVCodecContext> { core.context }
+    var frame: UnsafeMutablePointer<AVFrame> { core.frame }
+    var packet: UnsafeMutablePointer<AVPacket> { core.packet }
     private var resampler: OpaquePointer?
     private var resamplerInput: (format: Int32, rate: Int32, channels: Int32) = (-1, 0, 0)
     public let outputRate: Int
@@ -16,10 +17,8 @@ public final class AudioDecoder {
     public init(_ d: StreamDescription, outputRate: Int, outputChannels: Int) throws(MediaError) {
         guard d.kind == .audio else { throw .unsupported("stream is \(d.kind.rawValue), not audio") }
         guard let codec = avcodec_find_decoder_by_name(d.codec) else { throw .unsupported("this libavcodec cannot decode \(d.codec)") }
-        guard let ctx = avcodec_alloc_context3(codec), let f = av_frame_alloc(), let p = av_packet_alloc() else {
-            throw .unsupported("out of memory allocating a decoder")
-        }
-        context = ctx; frame = f; packet = p
+        core = try CodecCore(codec)
+        let ctx = core.context
         self.outputRate = outputRate
         self.outputChannels = outputChannels
         ctx.pointee.sample_rate = Int32(d.sampleRate ?? 48_000)
@@ -33,15 +32,7 @@ public final class AudioDecoder {
         try MediaError.check("avcodec_open2(\(d.codec))", avcodec_open2(ctx, codec, nil))
     }
 
-    deinit {
-        var c: UnsafeMutablePointer<AVCodecContext>? = context
-        avcodec_free_context(&c)
-        var f: UnsafeMutablePointer<AVFrame>? = frame
-        av_frame_free(&f)
-        var p: UnsafeMutablePointer<AVPacket>? = packet
-        av_packet_free(&p)
-        swr_free(&resampler)
-    }
+    deinit { swr_free(&resampler) }
 
     /// Decodes one frame's payload and hands the converted interleaved s16 samples to `body`
     /// (frame count, samples), possibly several times.

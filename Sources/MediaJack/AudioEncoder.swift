@@ -5,7 +5,7 @@ import MediaWire
 /// MPEG-TS). Periods of any size go in; AAC frames of the encoder's size come out, timed from the
 /// first sample's bus timestamp.
 public final class AudioEncoder {
-    let core: EncoderCore
+    let core: CodecCore
     var context: UnsafeMutablePointer<AVCodecContext> { core.context }
     var frame: UnsafeMutablePointer<AVFrame> { core.frame }
     public let sampleRate: Int
@@ -22,7 +22,7 @@ public final class AudioEncoder {
 
     public init(sampleRate: Int, channels: Int, bitrate: Int = 128_000) throws(MediaError) {
         guard let c = avcodec_find_encoder(AV_CODEC_ID_AAC) else { throw .unsupported("this libavcodec has no AAC encoder") }
-        core = try EncoderCore(c)
+        core = try CodecCore(c)
         let ctx = core.context
         self.sampleRate = sampleRate
         self.channels = channels
@@ -91,7 +91,7 @@ public final class AudioEncoder {
     private func drain() throws(MediaError) -> [Packet] {
         let rate = Int64(sampleRate), origin = self.origin ?? 0
         return try core.drain { p in
-            Packet(bytes: EncoderCore.bytes(p), pts: origin + p.pointee.pts * 1_000_000_000 / rate,
+            Packet(bytes: CodecCore.bytes(p), pts: origin + p.pointee.pts * 1_000_000_000 / rate,
                    duration: Int64(p.pointee.duration) * 1_000_000_000 / rate)
         }
     }

@@ -12,7 +12,7 @@ public final class VideoEncoder {
         public var keyframe: Bool
     }
 
-    let core: EncoderCore
+    let core: CodecCore
     var context: UnsafeMutablePointer<AVCodecContext> { core.context }
     var frame: UnsafeMutablePointer<AVFrame> { core.frame }
     public let codec: Codec
@@ -23,7 +23,7 @@ public final class VideoEncoder {
         guard let c = avcodec_find_encoder_by_name(codec == .h264 ? "libx264" : "mjpeg") else {
             throw .unsupported("this libavcodec has no \(codec == .h264 ? "libx264" : "mjpeg") encoder")
         }
-        core = try EncoderCore(c)
+        core = try CodecCore(c)
         let ctx = core.context, f = core.frame
         self.codec = codec; self.width = width; self.height = height
         ctx.pointee.width = Int32(width)
@@ -68,7 +68,7 @@ public final class VideoEncoder {
     }
 
     private func drain() throws(MediaError) -> [Packet] {
-        try core.drain { p in Packet(bytes: EncoderCore.bytes(p), index: p.pointee.pts, keyframe: p.pointee.flags & cm_packet_flag_key() != 0) }
+        try core.drain { p in Packet(bytes: CodecCore.bytes(p), index: p.pointee.pts, keyframe: p.pointee.flags & cm_packet_flag_key() != 0) }
     }
 
 }

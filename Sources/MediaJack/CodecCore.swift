@@ -1,18 +1,18 @@
 import CMedia
 
-/// What every libavcodec encoder here owns: its context, a reusable frame and packet (freed
-/// together), its extradata, and the loop that collects the packets it has ready.
-final class EncoderCore {
+/// What every libavcodec encoder and decoder here owns: its context, a reusable frame and packet
+/// (freed together), its extradata, and (encoders) the loop that collects the packets it has ready.
+final class CodecCore {
     let context: UnsafeMutablePointer<AVCodecContext>
     let frame: UnsafeMutablePointer<AVFrame>
     let packet: UnsafeMutablePointer<AVPacket>
 
     init(_ codec: UnsafePointer<AVCodec>) throws(MediaError) {
-        guard let ctx = avcodec_alloc_context3(codec) else { throw .unsupported("out of memory allocating an encoder") }
+        guard let ctx = avcodec_alloc_context3(codec) else { throw .unsupported("out of memory allocating a codec") }
         guard let f = av_frame_alloc(), let p = av_packet_alloc() else {
             var c: UnsafeMutablePointer<AVCodecContext>? = ctx
             avcodec_free_context(&c)
-            throw .unsupported("out of memory allocating an encoder")
+            throw .unsupported("out of memory allocating a codec")
         }
         context = ctx; frame = f; packet = p
     }
