@@ -84,6 +84,12 @@ public final class Host {
         return .listening
     }
 
+    /// The bus file no longer exists as the one this host created.
+    private func fileIsGone() -> Bool {
+        guard case .socket(let address, _, _, _)? = try? BusAddress.lookup(path) else { return true }
+        return address.device != device || address.inode != inode
+    }
+
     /// Serves the bus until it ends. Returns the process exit status.
     public func run() -> Int32 {
         var tokens = [UInt64](repeating: 0, count: 64)
@@ -96,6 +102,9 @@ public final class Host {
                 // A client that connects and never says hello does not hold a connection forever.
                 for node in connections.values where !node.greeted && now - node.acceptedAt > Self.helloTimeout { drop(node) }
                 if !everHadMember && !options.persistent && now - started > Self.startupGrace { break }
+                // A persistent bus whose file was deleted (rm -rf of its directory) can never be reached
+                // again: its address comes from that file. With nobody left on it, it ends.
+                if options.persistent && connections.isEmpty && fileIsGone() { break }
             }
             let n = ipn_epoll_wait(epollFD, &tokens, 64, moreWork ? 0 : 1000)
             if n < 0 { if errno == EINTR { continue }; break }

@@ -59,6 +59,20 @@ final class BusLifecycleTests: DirectoryTestCase {
         XCTAssertTrue(again.isConnected)
     }
 
+    func testAPersistentBusWhoseFileIsDeletedEndsOnceNobodyIsOnIt() throws {
+        let path = dir + "/bus"
+        let first = IPNSocket()
+        first.options.persistent = true
+        try first.bind(path)
+        try first.connect()
+        let hostPID = try first.status().hostPID
+        XCTAssertEqual(unlink(path), 0)  // as `rm -rf` of the directory would
+        usleep(1_500_000)
+        XCTAssertTrue(TestSupport.isAlive(hostPID), "a node is still on it: the bus lives on for it")
+        first.close()
+        XCTAssertTrue(TestSupport.eventually { !TestSupport.isAlive(hostPID) }, "nobody can reach it any more: the host ends")
+    }
+
     func testPersistentBusStaysWithoutNodesUntilRemoved() async throws {
         let path = dir + "/bus"
         let create = try await TestSupport.run("ipn", ["create", path, "--persistent", "--policy", "switch", "--mode", "0660"])
