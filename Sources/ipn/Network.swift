@@ -13,6 +13,24 @@ func installNetworkStopHandlers() {
     signal(SIGPIPE, SIG_IGN)
 }
 
+/// `ipn tap` and `ipn grab`: attach, say so, move frames until Ctrl-C, print the counters.
+func attach(bus: String, interface: String, kind: InterfaceNode.Kind) throws {
+    installNetworkStopHandlers()
+    do {
+        let node = try InterfaceNode(bus: bus, interface: interface, kind: kind)
+        let say = { (line: String) in FileHandle.standardError.write(Data("ipn: \(line)\n".utf8)) }
+        say("\(node.interface) \(kind == .grab ? "grabbed onto" : "attached to") \(bus)")
+        if kind == .grab && node.socket.busOptions?.vnetHeader != true {
+            say("note: on a bus without --vnet-hdr, TCP from a peer with offloads (a veth in a namespace) needs them off there: "
+                + "ethtool -K PEER tso off gso off tx off")
+        }
+        try node.run { networkStop.load(ordering: .relaxed) }
+        print("\(node.interface): \(node.framesToBus) frames to the bus, \(node.framesFromBus) from it, \(node.dropped) dropped")
+    } catch {
+        throw fail(error)
+    }
+}
+
 struct Tap: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a TAP interface and attach it to a bus as a node (IPN_CONN_NETDEV).",
@@ -38,17 +56,7 @@ struct Tap: ParsableCommand {
         guard interface.utf8.count <= 15 else { throw ValidationError("interface names have at most 15 characters") }
     }
 
-    func run() throws {
-        installNetworkStopHandlers()
-        do {
-            let node = try InterfaceNode(bus: bus, interface: interface, kind: .tap(persistent: persistent))
-            FileHandle.standardError.write(Data("ipn: \(node.interface) attached to \(bus)\n".utf8))
-            try node.run { networkStop.load(ordering: .relaxed) }
-            print("\(node.interface): \(node.framesToBus) frames to the bus, \(node.framesFromBus) from it, \(node.dropped) dropped")
-        } catch {
-            throw fail(error)
-        }
-    }
+    func run() throws { try attach(bus: bus, interface: interface, kind: .tap(persistent: persistent)) }
 }
 
 struct Grab: ParsableCommand {
@@ -66,23 +74,7 @@ struct Grab: ParsableCommand {
     @Argument(help: "Path of the bus.") var bus: String
     @Argument(help: "An existing interface (veth end, NIC).") var interface: String
 
-    func run() throws {
-        installNetworkStopHandlers()
-        do {
-            let node = try InterfaceNode(bus: bus, interface: interface, kind: .grab)
-            FileHandle.standardError.write(Data("ipn: \(interface) grabbed onto \(bus)\n".utf8))
-            if (try? Bus.status(bus).options.vnetHeader) != true {
-                FileHandle.standardError.write(Data("""
-                    ipn: note: on a bus without --vnet-hdr, TCP from a peer with offloads (a veth in a namespace) needs them off                     there: ethtool -K PEER tso off gso off tx off
-
-                    """.utf8))
-            }
-            try node.run { networkStop.load(ordering: .relaxed) }
-            print("\(interface): \(node.framesToBus) frames to the bus, \(node.framesFromBus) from it, \(node.dropped) dropped")
-        } catch {
-            throw fail(error)
-        }
-    }
+    func run() throws { try attach(bus: bus, interface: interface, kind: .grab) }
 }
 
 struct CableCommand: ParsableCommand {
