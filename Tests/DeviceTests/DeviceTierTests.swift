@@ -177,9 +177,9 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(r.text("jackd-stat.txt").contains("driver: alsa"), r.text("jackd-stat.txt"))
         // (The emulated CPU and debug binaries get 8 periods of write-ahead: LOOKAHEAD=8.)
         // aplay → plugin → bus → jackd-ipn → hw:Loopback,0,5 → hw:Loopback,1,5 → arecord.
-        try await r.assertContains("card-out.wav", "noise-out.wav")
+        try await r.assertContains("card-out.wav", "noise-out.wav", context: r.text("jackd-stat.txt"))
         // aplay → hw:Loopback,1,5 → hw:Loopback,0,5 → jackd-ipn → bus → plugin → arecord.
-        try await r.assertContains("bus-in.wav", "noise-in.wav")
+        try await r.assertContains("bus-in.wav", "noise-in.wav", context: r.text("jackd-stat.txt"))
     }
 
     func testABusySoundDeviceSaysWhoHoldsIt() async throws {
@@ -319,7 +319,7 @@ struct VMRun: Sendable {
     }
 
     /// `recording` holds every sample of `played`, in order, unchanged.
-    func assertContains(_ recording: String, _ played: String, line: UInt = #line) async throws {
+    func assertContains(_ recording: String, _ played: String, context: String = "", line: UInt = #line) async throws {
         var want = try await samples(played).samples
         let got = try await samples(recording).samples
         while want.last == 0 { want.removeLast() }  // the silence after the noise (a driver may keep the last partial period)
@@ -327,9 +327,9 @@ struct VMRun: Sendable {
         var at: Int?
         var o = 0
         while o + 64 <= got.count { if got[o] == key[0] && Array(got[o..<(o + 64)]) == key { at = o - 4000; break }; o += 2 }
-        guard let at, at >= 0, at + want.count <= got.count else { return XCTFail("\(played) is not in \(recording)", line: line) }
+        guard let at, at >= 0, at + want.count <= got.count else { return XCTFail("\(played) is not in \(recording)\n\(context)", line: line) }
         let bad = zip(got[at..<(at + want.count)], want).filter { $0.0 != $0.1 }.count
-        XCTAssertEqual(bad, 0, "\(bad) samples of \(played) differ in \(recording)", line: line)
+        XCTAssertEqual(bad, 0, "\(bad) samples of \(played) differ in \(recording)\n\(context)", line: line)
     }
 
     /// Every scenario, in one shell script the guest runs in the shared directory. Each records its
@@ -423,7 +423,7 @@ struct VMRun: Sendable {
         echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
         export HOME="$PWD"
         # Emulated CPU (TCG) and debug binaries: a roomy period.
-        start jackd.log jackd-ipn --bus /run/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 6
+        start jackd.log jackd-ipn --bus /run/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 12
         waitfile jackd.log
         sleep 2
         start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 4 card-out.wav
