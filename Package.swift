@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Socket/cmsg/memfd/eventfd/epoll/spawn plumbing Swift cannot import cleanly. No logic.
@@ -42,18 +43,22 @@ let package = Package(
         // so the bus host can run the media policy without any media library.
         .target(name: "MediaWire", dependencies: ["IPNBus", "CIPNSys", .product(name: "Atomics", package: "swift-atomics")], swiftSettings: strict),
         .executableTarget(name: "ipn-host", dependencies: ["IPNBus", "MediaWire"], swiftSettings: strict),
-        // The thin C boundary to libav, libv4l2 and alsa-lib (Debian: libavcodec-dev, libavformat-dev,
-        // libswscale-dev, libswresample-dev, libv4l-dev, libasound2-dev).
+        // The thin C boundary to libav, libv4l2, alsa-lib and SDL2 (Debian: libavcodec-dev, libavformat-dev,
+        // libswscale-dev, libswresample-dev, libv4l-dev, libasound2-dev, libsdl2-dev, libsdl2-ttf-dev).
         .target(
             name: "CMedia",
             linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"), .linkedLibrary("swresample"),
-                             .linkedLibrary("avutil"), .linkedLibrary("v4l2"), .linkedLibrary("asound")]),
+                             .linkedLibrary("avutil"), .linkedLibrary("v4l2"), .linkedLibrary("asound"),
+                             .linkedLibrary("SDL2"), .linkedLibrary("SDL2_ttf")]),
         // Sources, encoders and sinks on a media bus.
         .target(name: "MediaJack", dependencies: ["MediaWire", "IPNBus", "CMedia", "CIPNSys"], swiftSettings: strict),
         .executableTarget(
             name: "mediajack",
             dependencies: ["MediaJack", "MediaWire", "IPNBus", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Atomics", package: "swift-atomics")],
+                           .product(name: "Atomics", package: "swift-atomics"),
+                           // `mediajack serve`: HTTP for browsers.
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")],
             swiftSettings: strict),
         // The ALSA ioplug boundary (Debian: libasound2-dev): the entry symbol and macros; no logic.
         // PIC: alsa-lib then defines the versioned symbol a loadable plugin needs (not a static constructor).

@@ -30,6 +30,22 @@ int cm_set_extradata(AVCodecParameters *parameters, const uint8_t *bytes, int le
     return 0;
 }
 
+AVIOContext *cm_avio_writer(void *opaque, int (*write)(void *opaque, const uint8_t *bytes, int length)) {
+    const int size = 64 * 1024;
+    uint8_t *buffer = av_malloc(size);
+    if (!buffer) return NULL;
+    // The callback's pointer type differs between FFmpeg 5 (uint8_t *) and 6.1+ (const uint8_t *).
+    AVIOContext *c = avio_alloc_context(buffer, size, 1, opaque, NULL, (void *)write, NULL);
+    if (!c) av_free(buffer);
+    return c;
+}
+void cm_avio_writer_free(AVIOContext **context) {
+    if (!*context) return;
+    av_freep(&(*context)->buffer);
+    avio_context_free(context);
+}
+int cm_sdl_windowpos_undefined(void) { return SDL_WINDOWPOS_UNDEFINED; }
+
 static int cm_ioctl(int fd, unsigned long request, void *arg) {
     int r;
     do { r = v4l2_ioctl(fd, request, arg); } while (r < 0 && errno == EINTR);

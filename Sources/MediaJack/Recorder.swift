@@ -34,6 +34,21 @@ public final class Recorder {
     /// `rw_timeout`, `hls_time`, `pkt_size`.
     public let options: [String: String]
 
+    /// What a live fragmented-MP4 recorder hands out: the init segment once, then one fragment per frame.
+    public enum LiveChunk {
+        case initialization([UInt8])
+        case fragment([UInt8], keyframe: Bool)
+    }
+    /// Set for a live recorder: its bytes go here instead of a file.
+    private var live: LiveOutput?
+
+    /// A live fragmented MP4 in memory (init segment, then a moof+mdat per frame, as Media Source
+    /// Extensions want it), handed to `output` as it is made; nothing is written anywhere else.
+    public convenience init(liveMP4 output: @escaping (LiveChunk) -> Void) throws(MediaError) {
+        try self.init(path: "live.mp4", format: "mp4", options: ["movflags": "empty_moov+default_base_moof+frag_custom+skip_trailer"])
+        live = LiveOutput(output)
+    }
+
     /// `path` is a file or, with `format`, any URL libavformat can write (udp://, srt://, rtmp://, an
     /// HLS playlist).
     public init(path: String, format: String? = nil, keepRawVideo: Bool = false, options: [String: String] = [:]) throws(MediaError) {
@@ -136,7 +151,10 @@ public final class Recorder {
         var dictionary: OpaquePointer?
         defer { av_dict_free(&dictionary) }
         for (k, v) in options { av_dict_set(&dictionary, k, v, 0) }
-        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
+        if let live {
+            context.pointee.pb = cm_avio_writer(Unmanaged.passUnretained(live).toOpaque(), LiveOutput.write)
+            guard context.pointee.pb != nil else { throw .output(path: path, reason: "out of memory") }
+        } else if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
             let r = avio_open2(&context.pointee.pb, path, AVIO_FLAG_WRITE, nil, &dictionary)
             guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
         }
@@ -147,6 +165,10 @@ public final class Recorder {
         let r = avformat_write_header(context, &dictionary)
         guard r >= 0 else { throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))") }
         started = true
+        if let live {
+            avio_flush(context.pointee.pb)
+            live.output(.initialization(live.take()))
+        }
     }
 
     /// Writes one frame. Frames before the first video keyframe are skipped, so the file starts
@@ -244,6 +266,18 @@ public final class Recorder {
         }
         lastDecodeTick[index] = packet.pointee.dts
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
+        if let live {
+            // One fragment per frame, handed out at once: no interleaving queue, no waiting for a GOP.
+            var r = av_write_frame(context, packet)
+            av_packet_unref(packet)
+            if r >= 0 { r = av_write_frame(context, nil) }
+            guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
+            avio_flush(context.pointee.pb)
+            live.output(.fragment(live.take(), keyframe: h.flags.contains(.keyframe)))
+            frames += 1
+            bytes += payload.count
+            return true
+        }
         let r = av_interleaved_write_frame(context, packet)
         av_packet_unref(packet)
         guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
@@ -273,7 +307,12 @@ public final class Recorder {
     /// Closes without a trailer (the connection behind it broke: writing more would only wait).
     public func abandon() {
         guard started else { return }
-        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
+        close()
+    }
+
+    private func close() {
+        if live != nil { cm_avio_writer_free(&context.pointee.pb) }
+        else if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
         started = false
     }
 
@@ -293,7 +332,24 @@ public final class Recorder {
             }
         }
         av_write_trailer(context)
-        if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
-        started = false
+        close()
+    }
+}
+
+/// The bytes libavformat writes for a live recorder, collected until the recorder hands them out.
+private final class LiveOutput {
+    let output: (Recorder.LiveChunk) -> Void
+    var pending: [UInt8] = []
+    init(_ output: @escaping (Recorder.LiveChunk) -> Void) { self.output = output }
+
+    func take() -> [UInt8] {
+        defer { pending.removeAll(keepingCapacity: true) }
+        return pending
+    }
+
+    static let write: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<UInt8>?, Int32) -> Int32 = { opaque, bytes, length in
+        let me = Unmanaged<LiveOutput>.fromOpaque(opaque!).takeUnretainedValue()
+        if let bytes, length > 0 { me.pending.append(contentsOf: UnsafeBufferPointer(start: bytes, count: Int(length))) }
+        return length
     }
 }

@@ -22,7 +22,7 @@ struct MediaJackCommand: ParsableCommand {
               mediajack record /tmp/cam out.mkv --duration 10
               mediajack stat /tmp/cam
             """,
-        subcommands: [Publish.self, Record.self, Play.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
+        subcommands: [Publish.self, Record.self, Play.self, View.self, Serve.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
 }
 
 /// Set by SIGINT/SIGTERM: long-running commands finish cleanly (recorders write their trailer).

@@ -7,48 +7,7 @@ import XCTest
 /// `mediajack restream` against real peers: ffmpeg receiving UDP MPEG-TS and SRT, ffprobe on an HLS
 /// playlist, and nginx's RTMP module (started here) going away and coming back. Every stream is
 /// decoded, and the barcode frame numbers show nothing was lost or reordered.
-final class RestreamTests: DirectoryTestCase {
-    var port: Int { 20_000 + Int(getpid() % 10_000) + Int.random(in: 0..<9_000) }
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffmpeg"), "ffmpeg missing: scripts/setup installs it")
-        try super.setUpWithError()
-    }
-
-    func script(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
-        let text = """
-            set -u
-            cd '\(dir)'
-            export PATH='\(TestSupport.productsDirectory):/usr/sbin:/usr/bin:/bin'
-            ipn create bus --policy media --mtu 4194304 --queue 256 --persistent
-            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; ipn rm bus 2>/dev/null; }
-            trap cleanup EXIT
-            waitbus() { i=0; until mediajack stat bus 2>/dev/null | grep -q 'stream'; do i=$((i+1)); [ $i -gt 200 ] && return 1; sleep 0.05; done; }
-            \(body)
-            """
-        try text.write(toFile: dir + "/restream.sh", atomically: true, encoding: .utf8)
-        return try await TestSupport.runTool("/usr/bin/timeout", ["\(timeout)", "/bin/bash", dir + "/restream.sh"])
-    }
-
-    /// Frame numbers read from the barcodes of every decoded picture; the decode must be clean.
-    func frames(_ input: String, line: UInt = #line) async throws -> [UInt32] {
-        let clean = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", input, "-f", "null", "-"])
-        XCTAssertEqual(clean.standardError, "", "decoding \(input) reported errors", line: line)
-        let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error", "-i", input, "-map", "0:v", "-fps_mode", "passthrough",
-                                                                         "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        let size = 640 * 360
-        return stride(from: 0, to: bytes.count - size + 1, by: size).compactMap { o in
-            bytes[o..<(o + size)].withUnsafeBytes { TestPattern.read(luma: $0, stride: 640, width: 640, height: 360)?.frame }
-        }
-    }
-
-    func assertConsecutive(_ f: [UInt32], atLeast n: Int, _ what: String, line: UInt = #line) {
-        XCTAssertGreaterThanOrEqual(f.count, n, "\(what): \(f.count) frames", line: line)
-        guard let first = f.first else { return }
-        XCTAssertEqual(f, Array(first..<(first + UInt32(f.count))), "\(what): frames in order, none lost", line: line)
-        XCTAssertEqual(first % 25, 0, "\(what) starts at a keyframe", line: line)
-    }
-
+final class RestreamTests: MediaScriptTestCase {
     func testUDPMPEGTSReachesAnFFmpegReceiver() async throws {
         let p = port
         let r = try await script("""
@@ -113,6 +72,23 @@ final class RestreamTests: DirectoryTestCase {
             """)
         XCTAssertEqual(r.exitCode, 0, "\(r)")
         assertConsecutive(try await frames(dir + "/srt.ts"), atLeast: 40, "SRT")
+    }
+
+    func testRTPReachesAnFFmpegReceiver() async throws {
+        let p = port
+        // MPEG-TS over RTP (payload type 33): ffmpeg's RTP demuxer takes it without an SDP file.
+        let r = try await script("""
+            ffmpeg -v error -y -i 'rtp://127.0.0.1:\(p)?timeout=15000000' -t 3 -c copy rtp.ts 2> receiver.log &
+            receiver=$!
+            sleep 0.5
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus 'rtp://127.0.0.1:\(p)' --until-end > restream.log 2>&1
+            wait $receiver
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        XCTAssertTrue(file("restream.log").contains("(rtp_mpegts)"), file("restream.log"))
+        assertConsecutive(try await frames(dir + "/rtp.ts"), atLeast: 40, "RTP")
     }
 
     func testRTMPToNginxReconnectsWhenTheServerComesBack() async throws {

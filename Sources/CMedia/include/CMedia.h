@@ -1,4 +1,4 @@
-// The thin C boundary to libavcodec/libavformat/libswscale/libswresample, libv4l2 and alsa-lib: the
+// The thin C boundary to libavcodec/libavformat/libswscale/libswresample, libv4l2, alsa-lib and SDL2: the
 // headers, and plain functions for what Swift cannot use directly (function-like macros such as the
 // VIDIOC_* ioctl numbers, variadic calls, fixed-size arrays of plane pointers, unions). No logic lives here.
 #ifndef CMEDIA_H
@@ -14,6 +14,8 @@
 #include <linux/videodev2.h>
 #include <libv4l2.h>
 #include <alsa/asoundlib.h>
+#include <SDL2/SDL.h>
+#include <SDL2/SDL_ttf.h>
 
 /// AVERROR(EAGAIN) and AVERROR_EOF.
 int cm_error_again(void);
@@ -36,6 +38,15 @@ int cm_format_flag_global_header(void);
 int cm_format_flag_nofile(void);
 /// Copies `length` bytes of extradata into codec parameters (allocated with padding, as libav wants).
 int cm_set_extradata(AVCodecParameters *parameters, const uint8_t *bytes, int length);
+
+/// An AVIOContext that hands every byte written to `write(opaque, bytes, length)` (a live feed in memory).
+AVIOContext *cm_avio_writer(void *opaque, int (*write)(void *opaque, const uint8_t *bytes, int length));
+/// Frees it and its buffer.
+void cm_avio_writer_free(AVIOContext **context);
+
+// MARK: SDL2 (the native viewer).
+/// SDL_WINDOWPOS_UNDEFINED (a function-like macro).
+int cm_sdl_windowpos_undefined(void);
 
 // MARK: V4L2 through libv4l2. Each returns 0, or -errno.
 /// open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC) then v4l2_fd_open (libv4l2's format emulation stays on).

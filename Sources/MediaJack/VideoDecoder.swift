@@ -1,0 +1,105 @@
+import CMedia
+import MediaWire
+
+/// Decodes one video stream from the bus (H.264, MJPEG, raw pictures in any layout libav knows) with
+/// libavcodec and hands out I420 pictures (converted with libswscale when the decoder gives another
+/// layout). Before the first keyframe, and after a lost frame until the next one, nothing is decoded:
+/// a picture built on missing references would be garbage.
+public final class VideoDecoder {
+    /// One decoded picture in I420 (Y, U, V planes with their strides); valid only inside the callback.
+    public struct Picture {
+        public let width: Int
+        public let height: Int
+        public let planes: [(UnsafePointer<UInt8>, Int)]
+    }
+
+    let core: CodecCore
+    var context: UnsafeMutablePointer<AVCodecContext> { core.context }
+    public let description: StreamDescription
+    private var converter: OpaquePointer?
+    private var converterInput: (Int32, Int32, Int32) = (-1, 0, 0)
+    private var converted: UnsafeMutablePointer<AVFrame>?
+    /// Waiting for a keyframe (at the start, and after a discontinuity).
+    public private(set) var needsKeyframe = true
+    /// Frames skipped while waiting for a keyframe, and frames the decoder rejected as corrupt.
+    public private(set) var skipped = 0
+    public private(set) var corrupt = 0
+
+    public init(_ d: StreamDescription) throws(MediaError) {
+        guard d.kind == .video else { throw .unsupported("stream is \(d.kind.rawValue), not video") }
+        guard let codec = avcodec_find_decoder_by_name(d.codec) else { throw .unsupported("this libavcodec cannot decode \(d.codec)") }
+        core = try CodecCore(codec)
+        description = d
+        let ctx = core.context
+        ctx.pointee.width = Int32(d.width ?? 0)
+        ctx.pointee.height = Int32(d.height ?? 0)
+        if let pf = d.pixelFormat { ctx.pointee.pix_fmt = av_get_pix_fmt(pf) }
+        if d.codec == "rawvideo", let pf = d.pixelFormat {
+            ctx.pointee.codec_tag = avcodec_pix_fmt_to_codec_tag(av_get_pix_fmt(pf))
+        }
+        ctx.pointee.thread_count = 1  // frame threads would add a frame of delay per thread
+        if !d.extradata.isEmpty {
+            ctx.pointee.extradata = av_mallocz(d.extradata.count + Int(AV_INPUT_BUFFER_PADDING_SIZE)).assumingMemoryBound(to: UInt8.self)
+            d.extradata.withUnsafeBytes { ctx.pointee.extradata.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: $0.count) }
+            ctx.pointee.extradata_size = Int32(d.extradata.count)
+        }
+        try MediaError.check("avcodec_open2(\(d.codec))", avcodec_open2(ctx, codec, nil))
+    }
+
+    deinit {
+        sws_freeContext(converter)
+        av_frame_free(&converted)
+    }
+
+    /// Decodes one frame's payload; `body` gets each picture the decoder has ready (usually one).
+    /// `keyframe` and `discontinuity` come from the bus: after a discontinuity decoding waits for a keyframe.
+    public func decode(_ payload: UnsafeRawBufferPointer, keyframe: Bool, discontinuity: Bool, _ body: (Picture) throws -> Void) throws {
+        if discontinuity && !description.allKeyframes { needsKeyframe = true }
+        if needsKeyframe {
+            guard keyframe || description.allKeyframes else { skipped += 1; return }
+            avcodec_flush_buffers(context)
+            needsKeyframe = false
+        }
+        guard payload.count > 0 else { return }
+        let packet = core.packet, frame = core.frame
+        try MediaError.check("av_new_packet", av_new_packet(packet, Int32(payload.count)))
+        packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count)
+        if keyframe { packet.pointee.flags |= cm_packet_flag_key() }
+        let sent = avcodec_send_packet(context, packet)
+        av_packet_unref(packet)
+        // A corrupt packet is the decoder's to skip: the stream goes on, from the next keyframe.
+        if sent < 0 && sent != cm_error_again() { corrupt += 1; needsKeyframe = !description.allKeyframes; return }
+        while true {
+            let r = avcodec_receive_frame(context, frame)
+            if r == cm_error_again() || r == cm_error_eof() { break }
+            if r < 0 { corrupt += 1; break }
+            defer { av_frame_unref(frame) }
+            try body(try picture(frame))
+        }
+    }
+
+    /// The frame itself when it is I420 already (full-range MJPEG included), else converted.
+    private func picture(_ f: UnsafeMutablePointer<AVFrame>) throws(MediaError) -> Picture {
+        let w = f.pointee.width, h = f.pointee.height
+        let format = f.pointee.format
+        if format == AV_PIX_FMT_YUV420P.rawValue || format == AV_PIX_FMT_YUVJ420P.rawValue {
+            return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(f, Int32($0))!), Int(cm_frame_stride(f, Int32($0)))) })
+        }
+        if converter == nil || converterInput != (format, w, h) {
+            sws_freeContext(converter)
+            converter = sws_getContext(w, h, AVPixelFormat(rawValue: format), w, h, AV_PIX_FMT_YUV420P, Int32(SWS_BILINEAR), nil, nil, nil)
+            guard converter != nil else { throw .unsupported("libswscale cannot convert \(String(cString: av_get_pix_fmt_name(AVPixelFormat(rawValue: format)))) pictures") }
+            av_frame_free(&converted)
+            converted = av_frame_alloc()
+            guard let c = converted else { throw .unsupported("out of memory") }
+            c.pointee.format = AV_PIX_FMT_YUV420P.rawValue
+            c.pointee.width = w
+            c.pointee.height = h
+            try MediaError.check("av_frame_get_buffer", av_frame_get_buffer(c, 0))
+            converterInput = (format, w, h)
+        }
+        let c = converted!
+        try MediaError.check("sws_scale_frame", sws_scale_frame(converter, c, f))
+        return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(c, Int32($0))!), Int(cm_frame_stride(c, Int32($0)))) })
+    }
+}

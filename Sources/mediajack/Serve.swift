@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+import NIOCore
+import NIOPosix
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a bus's video to web browsers: a page that plays it live, many viewers at once.",
+        discussion: """
+            Open http://HOST:PORT/ in a browser. H.264 (and raw pictures, encoded once to H.264 here) play \
+            through Media Source Extensions as fragmented MP4, one fragment per frame, so the picture is a \
+            frame or two behind the camera. Each browser starts at the latest keyframe. Browsers without \
+            MSE or H.264, MJPEG sources, and pages opened with ?mjpeg get multipart JPEG instead. When the \
+            publisher leaves, pages show "stream ended" and pick the stream up again when it returns.
+
+            The bus is never held back: a browser that falls 16 MiB behind is disconnected (its page \
+            reconnects at a keyframe).
+
+            Endpoints: / (the page), /status.json, /stream.mp4, /stream.mjpeg.
+
+            Examples:
+              mediajack serve /tmp/cam                               # http://127.0.0.1:8080/
+              mediajack serve /tmp/cam --listen 0.0.0.0:8080         # every interface: a LAN can watch
+              mediajack serve /tmp/cam --listen 127.0.0.1:0          # any free port (printed)
+            """)
+
+    @Argument(help: "Path of the bus.") var bus: String
+    @Option(help: "Address and port to listen on (port 0: any free port).") var listen = "127.0.0.1:8080"
+    @Option(help: "Video stream id to serve (default: the first video stream).") var stream: UInt32?
+    @Option(help: "Stop after this many seconds.") var duration: Double?
+
+    func validate() throws {
+        guard Self.split(listen) != nil else { throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080") }
+    }
+
+    static func split(_ address: String) -> (host: String, port: Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    func run() throws {
+        installStopHandlers()
+        PolicyRegistry.register(MediaPolicy.self)
+        let say = { (line: String) in FileHandle.standardError.write(Data("mediajack: \(line)\n".utf8)) }
+        let (host, port) = Self.split(listen)!
+        do throws(any Error) {
+            let consumer = try MediaConsumer(bus: bus, description: "mediajack serve http://\(listen)/")
+            let hub = ServeHub(busPath: bus)
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            defer { try? group.syncShutdownGracefully() }
+            let server: any Channel
+            do { server = try startHTTPServer(hub: hub, host: host, port: port, group: group) } catch {
+                throw MediaError.output(path: "http://\(listen)/", reason: "cannot listen: \(error)")
+            }
+            let bound = server.localAddress?.port ?? port
+            // Unbuffered: a script waits for this line to learn the port.
+            FileHandle.standardOutput.write(Data("serving \(bus) on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/\n".utf8))
+            let deadline = duration.map { Date().addingTimeInterval($0) }
+            var feed: LiveFeed?
+            var videos: [(id: UInt32, description: StreamDescription)] = []  // live video streams, oldest first
+            var frames = 0, failures = 0
+            var line = ProgressLine()
+            func serve(_ id: UInt32, _ d: StreamDescription) {
+                feed?.finish()
+                feed = nil
+                do {
+                    let f = try LiveFeed(stream: id, d)
+                    feed = f
+                    hub.started(f)
+                    say("serving stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)"
+                        + (LiveFeed.carriesMP4(d) ? (d.codec == "rawvideo" ? " (encoded once to H.264 for MSE)" : " (MSE)") : " (MJPEG only)"))
+                } catch {
+                    say("cannot serve stream \(id): \(error)")
+                }
+            }
+            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+                let c = hub.counters
+                line.show("\(feed == nil ? "waiting for a publisher" : "live")  \(frames) frames  \(c.clients) watching  \(c.served) served  \(c.cutOff) cut off")
+                guard let event = try consumer.next(timeout: 0.2) else { continue }
+                switch event {
+                case .streamAdded(let id, _, let d):
+                    guard d.kind == .video, stream.map({ $0 == id }) ?? true else { continue }
+                    videos.removeAll { $0.id == id }
+                    videos.append((id, d))
+                    if feed == nil || feed?.stream == id { serve(id, d) }
+                case .frame(let h, let payload, let discontinuity):
+                    guard let f = feed, h.stream == f.stream else { continue }
+                    do {
+                        let made = try f.add(h, payload: payload, discontinuity: discontinuity, jpeg: hub.wantsJPEG)
+                        hub.publish(f, fragments: made.fragments, jpeg: made.jpeg)
+                        frames += 1
+                    } catch {
+                        failures += 1
+                        if failures <= 5 { say("frame \(h.sequence) of stream \(h.stream) skipped: \(error)") }
+                    }
+                case .endOfStream(let id):
+                    videos.removeAll { $0.id == id }
+                    guard feed?.stream == id else { continue }
+                    feed?.finish()
+                    feed = nil
+                    hub.ended()
+                    say("stream \(id) ended")
+                    // Another publisher's video still live on the bus: serve that one from its next keyframe.
+                    if let next = videos.first { serve(next.id, next.description) } else { say("waiting for a publisher") }
+                }
+            }
+            line.end()
+            feed?.finish()
+            hub.ended()
+            try? server.close().wait()
+            let c = hub.counters
+            print("served \(frames) frames to \(c.served) viewer connection(s); \(c.cutOff) cut off as too slow")
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Atomics
+import Foundation
+import IPNBus
+import MediaJack
+import MediaWire
+
+struct View: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Watch a bus's video live in a window (SDL2), and hear its audio if asked.",
+        discussion: """
+            Joins the bus like any consumer: it starts at a keyframe, and it never slows the bus (a thread \
+            drains and decodes; the window shows the newest picture at its own pace). Until a picture can \
+            be shown it says why ("waiting for a publisher", "waiting for a keyframe"); when the publisher \
+            leaves it keeps the last picture dimmed under "stream ended" and picks the stream up again when \
+            a publisher comes back.
+
+            Keys: f fullscreen, o overlay (resolution, fps, dropped pictures, latency from capture to \
+            screen), q or Esc quit.
+
+            Examples:
+              mediajack view /tmp/cam
+              mediajack view /tmp/cam --audio alsa:default
+              mediajack view /tmp/cam --stream 1 --fullscreen
+            """)
+
+    @Argument(help: "Path of the bus.") var bus: String
+    @Option(help: "Video stream id (default: the first video stream).") var stream: UInt32?
+    @Option(help: "Also play the bus's first audio stream on alsa:DEVICE.") var audio: String?
+    @Flag(help: "Start fullscreen.") var fullscreen = false
+    @Flag(name: .customLong("no-overlay"), help: "Start with the overlay hidden.") var noOverlay = false
+    @Option(help: "Stop after this many seconds.") var duration: Double?
+
+    func validate() throws {
+        if let audio { guard audio.hasPrefix("alsa:"), audio.count > 5 else { throw ValidationError("--audio must be alsa:NAME, e.g. alsa:default") } }
+    }
+
+    func run() throws {
+        installStopHandlers()
+        PolicyRegistry.register(MediaPolicy.self)
+        let say: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
+        do {
+            let viewer = try LiveViewer(bus: bus, stream: stream, report: say)
+            defer { viewer.stop() }
+            let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen)
+            if !window.hasFont { say("no font found (install fonts-dejavu-core): the overlay and state lines are not drawn") }
+            if noOverlay { window.toggleOverlay() }
+            let audioThread = audio.map { startAudio(device: String($0.dropFirst(5)), say: say) }
+            let deadline = duration.map { Date().addingTimeInterval($0) }
+            var fitted: StreamDescription?
+            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+                guard window.handleEvents(timeout: 0.005) else { break }
+                let now = viewer.current()
+                if let d = now.stream, d != fitted, let w = d.width, let h = d.height {
+                    window.fit(width: w, height: h)
+                    fitted = d
+                }
+                if let p = now.picture { viewer.shown(p.serial) }
+                let s = window.stats
+                var lines: [String] = []
+                if let d = now.stream {
+                    lines.append("\(d.width ?? 0)x\(d.height ?? 0) \(d.codec)  \(String(format: "%.0f", s.fps)) fps")
+                    lines.append("dropped \(now.counters.dropped)  latency \(String(format: "%.0f", s.latencyMilliseconds)) ms")
+                }
+                window.draw(now.picture, status: now.state == .playing ? nil : now.state.rawValue, overlayLines: lines)
+                if let e = viewer.error { throw e }
+            }
+            stopAudio.store(true, ordering: .relaxed)
+            audioThread?.wait()
+            let c = viewer.current().counters
+            print("showed \(window.stats.shown) pictures of \(c.decoded) decoded from \(c.streams) stream(s); \(c.dropped) dropped, \(c.gaps) gaps")
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    /// `mediajack play` on its own thread and bus connection: the sound never waits for the window.
+    private func startAudio(device: String, say: @escaping @Sendable (String) -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        var s = AudioPlayer.Settings()
+        s.device = device
+        let bus = self.bus, settings = s
+        Thread.detachNewThread {
+            defer { done.signal() }
+            do {
+                let p = try AudioPlayer.run(bus: bus, settings, report: say, shouldStop: { stopAudio.load(ordering: .relaxed) }) { _ in }
+                say("audio: played \(p.framesPlayed) frames; \(p.skippedLate) skipped as late, \(p.xruns) xruns")
+            } catch {
+                say("audio: \(error)")
+            }
+        }
+        return done
+    }
+}
+
+private let stopAudio = ManagedAtomic(false)

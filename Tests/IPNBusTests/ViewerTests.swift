@@ -1,0 +1,171 @@
+import Foundation
+import Glibc
+import IPNTestSupport
+import MediaJack
+import XCTest
+
+/// The viewers, watched the way a user would: `mediajack view`'s window under a real X server (Xvfb),
+/// photographed with ImageMagick's `import`; `mediajack serve`'s page in a real headless Chromium,
+/// photographed over the DevTools protocol (Tests/tools/browser-screenshots.py); its streams fetched
+/// with curl and decoded with ffmpeg. The test picture's barcode tells which frame is on screen.
+final class ViewerTests: MediaScriptTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    func requireTools(_ tools: [String]) throws {
+        for t in tools {
+            try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/" + t), "\(t) missing: scripts/setup installs it")
+        }
+    }
+
+    /// Starts an X server of the test's own (Xvfb picks a free display) and sets DISPLAY.
+    let xserver = """
+        Xvfb -displayfd 3 -screen 0 1280x720x24 -nolisten tcp 3> display.txt 2> xvfb.log &
+        waitfor display.txt '[0-9]' 10 || exit 1
+        export DISPLAY=":$(cat display.txt)"
+        # shot FILE: the viewer's window as 8-bit gray pixels.
+        window() { xwininfo -name 'mediajack view bus' 2>/dev/null | sed -n 's/.*Window id: \\(0x[0-9a-f]*\\).*/\\1/p'; }
+        shot() { import -window "$(window)" -depth 8 "gray:$1"; }
+        waitwindow() { i=0; until [ -n "$(window)" ]; do i=$((i+1)); [ $i -gt 200 ] && { echo "no window"; return 1; }; sleep 0.05; done; }
+        """
+
+    func testNativeViewerShowsTheLivePictureAndOutlivesItsPublisher() async throws {
+        try requireTools(["Xvfb", "import", "xwininfo"])
+        let r = try await script("""
+            \(xserver)
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub1.log 2>&1 &
+            pub=$!
+            waitbus
+            mediajack view bus > view.out 2> view.err &
+            viewer=$!
+            waitfor view.err 'playing' && waitwindow || exit 1
+            sleep 0.5; shot live-1.gray; sleep 1; shot live-2.gray
+            wait $pub                                  # the publisher leaves...
+            waitfor view.err 'stream ended' || exit 1
+            sleep 0.5; shot ended.gray
+            kill -0 $viewer || { echo "the viewer died with its publisher"; exit 1; }
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub2.log 2>&1 &   # ...and comes back
+            i=0; until [ "$(grep -c playing view.err)" -ge 2 ]; do i=$((i+1)); [ $i -gt 300 ] && { echo "not playing again"; exit 1; }; sleep 0.05; done
+            sleep 0.5; shot back-1.gray; sleep 1; shot back-2.gray
+            kill -TERM $viewer; wait $viewer; echo "viewer exit $?"
+            """, timeout: 120)
+        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("view.err"))")
+        XCTAssertTrue(r.standardOutput.contains("viewer exit 0"), "\(r)\n\(file("view.err"))")
+        let live1 = try await stamp(inPicture: "live-1.gray"), live2 = try await stamp(inPicture: "live-2.gray")
+        XCTAssertNotNil(live1, "the window shows the test picture")
+        XCTAssertGreaterThan(live2 ?? 0, live1 ?? .max, "the picture advances between screenshots a second apart")
+        let ended = try await stamp(inPicture: "ended.gray")
+        XCTAssertNil(ended, "after the publisher left, the last picture is dimmed under 'stream ended'")
+        let back1 = try await stamp(inPicture: "back-1.gray"), back2 = try await stamp(inPicture: "back-2.gray")
+        XCTAssertNotNil(back1, "the window shows the returning publisher's picture")
+        XCTAssertGreaterThan(back2 ?? 0, back1 ?? .max, "and it advances")
+        XCTAssertLessThan(back2 ?? .max, 150, "it is the new publisher's count")
+        XCTAssertTrue(file("view.out").contains("from 2 stream(s)"), file("view.out"))
+        for state in ["waiting for a keyframe", "playing", "stream ended"] { XCTAssertTrue(file("view.err").contains(state), file("view.err")) }
+    }
+
+    func testNativeViewerPlaysTheAudioStreamOnAnALSADevice() async throws {
+        try requireTools(["Xvfb", "xwininfo"])
+        // ALSA's own `file` plugin: a real PCM device whose samples land in a file.
+        let r = try await script("""
+            \(xserver)
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 100 > video.log 2>&1 &
+            waitbus
+            mediajack publish test:audio bus --frames 150 > audio.log 2>&1 &
+            mediajack view bus --audio "alsa:file:FILE=$PWD/heard.raw,FORMAT=raw" --duration 5 > view.out 2> view.err
+            echo "viewer exit $?"
+            """, timeout: 60)
+        XCTAssertTrue(r.standardOutput.contains("viewer exit 0"), "\(r)\n\(file("view.err"))")
+        XCTAssertTrue(file("view.err").contains("playing stream"), file("view.err"))
+        let samples = (FileManager.default.contents(atPath: dir + "/heard.raw") ?? Data()).withUnsafeBytes { Array($0.bindMemory(to: Int16.self)) }
+        let frames = samples.count / 2
+        XCTAssertGreaterThan(frames, 48_000, "at least a second of sound was played")
+        // The right channel counts samples: each follows the one before, nothing lost or repeated.
+        let steps = (1..<max(1, frames)).filter { samples[2 * $0 + 1] &- samples[2 * $0 - 1] == 1 }.count
+        XCTAssertGreaterThan(Double(steps) / Double(max(1, frames - 1)), 0.999, "the sample counter arrives intact")
+    }
+
+    func testServeGivesEachClientTheLiveStreamFromAKeyframe() async throws {
+        try requireTools(["curl"])
+        let r = try await script("""
+            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
+            server=$!
+            waitfor serve.out 'serving' || exit 1
+            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            curl -s "${url}status.json" > waiting.json
+            curl -s -o /dev/null -w '%{http_code}' "${url}stream.mp4" > before.code
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub.log 2>&1 &
+            waitfor serve.err 'serving stream' || exit 1
+            sleep 0.3
+            curl -s "${url}status.json" > live.json
+            curl -s -N "${url}stream.mp4" -o first.mp4 & first=$!
+            sleep 1.3
+            curl -s -N "${url}stream.mp4" -o second.mp4 & second=$!
+            curl -s -N "${url}stream.mjpeg" -o pictures.mjpeg & pictures=$!
+            curl -s "${url}" -o page.html
+            curl -s -o /dev/null -w '%{http_code}' "${url}nowhere" > notfound.code
+            wait $first $second $pictures; echo "clients done $?"   # every response ends with the stream
+            kill -TERM $server; wait $server; echo "server exit $?"
+            """, timeout: 60)
+        XCTAssertTrue(r.standardOutput.contains("clients done 0"), "\(r)\n\(file("serve.err"))")
+        XCTAssertTrue(r.standardOutput.contains("server exit 0"), "\(r)")
+        XCTAssertEqual(file("before.code"), "503", "before a publisher, the stream is 'service unavailable'")
+        XCTAssertEqual(file("notfound.code"), "404")
+        XCTAssertTrue(file("waiting.json").contains("\"state\":\"waiting\""), file("waiting.json"))
+        XCTAssertTrue(file("live.json").contains("avc1.64"), "status gives the MSE codec: \(file("live.json"))")
+        XCTAssertTrue(file("page.html").contains("MediaSource"), "the page plays through Media Source Extensions")
+        let first = try await frames(dir + "/first.mp4"), second = try await frames(dir + "/second.mp4")
+        assertConsecutive(first, atLeast: 100, "the first client's fMP4")
+        assertConsecutive(second, atLeast: 50, "the second client's fMP4")
+        XCTAssertGreaterThan(second.first ?? 0, first.first ?? .max, "the later client joined later, at a keyframe")
+        XCTAssertEqual(second.last, first.last, "both got the stream to its end")
+        let pictures = try await frames(dir + "/pictures.mjpeg", format: ["-f", "mpjpeg"])
+        XCTAssertGreaterThan(pictures.count, 50, "the MJPEG fallback carries the pictures")
+        XCTAssertEqual(pictures, pictures.sorted(), "in order")
+        XCTAssertTrue(file("serve.out").contains("to 3 viewer connection(s)"), file("serve.out"))
+    }
+
+    /// The page in a real browser: screenshots a second apart show the picture advancing.
+    func browse(_ path: String, shots: String) -> String {
+        "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 > \(shots).log 2>&1"
+    }
+
+    func assertAdvancing(_ shots: String, line: UInt = #line) async throws {
+        let a = try await stamp(inPicture: shots + "/shot-1.png"), b = try await stamp(inPicture: shots + "/shot-2.png")
+        XCTAssertNotNil(a, "\(shots): the browser shows the test picture\n\(file(shots + ".log"))", line: line)
+        XCTAssertGreaterThan(b ?? 0, a ?? .max, "\(shots): the picture advances between screenshots a second apart", line: line)
+    }
+
+    func testChromiumPlaysTheLiveStreamThroughMSEAndMJPEG() async throws {
+        try requireTools(["chromium", "curl"])
+        let r = try await script("""
+            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
+            waitfor serve.out 'serving' || exit 1
+            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
+            waitfor serve.err 'serving stream' || exit 1
+            \(browse("", shots: "mse")) & mse=$!
+            \(browse("?mjpeg", shots: "mjpeg")) & mjpeg=$!
+            wait $mse; echo "mse $?"; wait $mjpeg; echo "mjpeg $?"
+            """, timeout: 120)
+        XCTAssertTrue(r.standardOutput.contains("mse 0"), "\(r)\n\(file("mse.log"))\n\(file("serve.err"))")
+        XCTAssertTrue(r.standardOutput.contains("mjpeg 0"), "\(r)\n\(file("mjpeg.log"))")
+        try await assertAdvancing("mse")
+        try await assertAdvancing("mjpeg")
+    }
+
+    func testChromiumPlaysARawSourceEncodedOnce() async throws {
+        try requireTools(["chromium", "curl"])
+        let r = try await script("""
+            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
+            waitfor serve.out 'serving' || exit 1
+            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            mediajack publish test:video bus --encode none --pixel-format yuyv422 > pub.log 2>&1 &
+            waitfor serve.err 'serving stream' || exit 1
+            \(browse("", shots: "raw"))
+            echo "browser $?"
+            """, timeout: 90)
+        XCTAssertTrue(r.standardOutput.contains("browser 0"), "\(r)\n\(file("raw.log"))\n\(file("serve.err"))")
+        XCTAssertTrue(file("serve.err").contains("encoded once to H.264"), file("serve.err"))
+        try await assertAdvancing("raw")
+    }
+}
