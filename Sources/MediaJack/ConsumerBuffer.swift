@@ -12,11 +12,12 @@ public final class ConsumerBuffer: @unchecked Sendable {
         public var seconds: Double?
         public init(bytes: Int? = nil, seconds: Double? = nil) { self.bytes = bytes; self.seconds = seconds }
 
-        /// "10s", "2.5s", "256MiB", "64MB", "1GiB".
+        /// "10s", "2.5s", "512KiB", "256MiB", "64MB", "1GiB".
         public init?(_ text: String) {
             let t = text.lowercased()
             func number(_ suffix: String) -> Double? { t.hasSuffix(suffix) ? Double(t.dropLast(suffix.count)) : nil }
             if let s = number("s") { self.init(seconds: s) }
+            else if let k = number("kib") ?? number("kb") ?? number("k") { self.init(bytes: Int(k * 1024)) }
             else if let m = number("mib") ?? number("mb") ?? number("m") { self.init(bytes: Int(m * 1_048_576)) }
             else if let g = number("gib") ?? number("gb") ?? number("g") { self.init(bytes: Int(g * 1_073_741_824)) }
             else { return nil }

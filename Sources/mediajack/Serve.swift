@@ -16,8 +16,8 @@ struct Serve: ParsableCommand {
             MSE or H.264, MJPEG sources, and pages opened with ?mjpeg get multipart JPEG instead. When the \
             publisher leaves, pages show "stream ended" and pick the stream up again when it returns.
 
-            The bus is never held back: a browser that falls 16 MiB behind is disconnected (its page \
-            reconnects at a keyframe).
+            The bus is never held back: a browser that falls --max-backlog behind (8 MiB unless told) is \
+            disconnected, and its page reconnects at the latest keyframe.
 
             Endpoints: / (the page), /status.json, /stream.mp4, /stream.mjpeg.
 
@@ -30,9 +30,14 @@ struct Serve: ParsableCommand {
     @Argument(help: "Path of the bus.") var bus: String
     @Option(help: "Address and port to listen on (port 0: any free port).") var listen = "127.0.0.1:8080"
     @Option(help: "Video stream id to serve (default: the first video stream).") var stream: UInt32?
+    @Option(name: .customLong("max-backlog"), help: "Cut off a viewer this far behind (bytes queued for it: 512KiB, 8MiB, ...).")
+    var maxBacklog = "8MiB"
     @Option(help: "Stop after this many seconds.") var duration: Double?
 
     func validate() throws {
+        guard let b = ConsumerBuffer.Bound(maxBacklog)?.bytes, b >= 64 << 10 else {
+            throw ValidationError("--max-backlog must be a size of at least 64KiB, e.g. 512KiB or 8MiB")
+        }
         guard Self.split(listen) != nil else { throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080") }
     }
 
@@ -50,7 +55,7 @@ struct Serve: ParsableCommand {
         let (host, port) = Self.split(listen)!
         do throws(any Error) {
             let consumer = try MediaConsumer(bus: bus, description: "mediajack serve http://\(listen)/")
-            let hub = ServeHub(busPath: bus)
+            let hub = ServeHub(busPath: bus, backlogLimit: ConsumerBuffer.Bound(maxBacklog)!.bytes!)
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             defer { try? group.syncShutdownGracefully() }
             let server: any Channel
@@ -63,7 +68,7 @@ struct Serve: ParsableCommand {
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var feed: LiveFeed?
             var videos: [(id: UInt32, description: StreamDescription)] = []  // live video streams, oldest first
-            var frames = 0, failures = 0
+            var frames = 0, failures = 0, cutOff = 0
             var line = ProgressLine()
             func serve(_ id: UInt32, _ d: StreamDescription) {
                 feed?.finish()
@@ -80,6 +85,10 @@ struct Serve: ParsableCommand {
             }
             while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
                 let c = hub.counters
+                if c.cutOff > cutOff {
+                    cutOff = c.cutOff
+                    say("a viewer fell more than \(maxBacklog) behind and was cut off (\(cutOff) so far); its page reconnects at a keyframe")
+                }
                 line.show("\(feed == nil ? "waiting for a publisher" : "live")  \(frames) frames  \(c.clients) watching  \(c.served) served  \(c.cutOff) cut off")
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {

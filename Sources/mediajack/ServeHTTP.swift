@@ -92,6 +92,9 @@ func startHTTPServer(hub: ServeHub, host: String, port: Int, group: MultiThreade
         .serverChannelOption(.backlog, value: 64)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        // A small kernel buffer per viewer: a stalled browser shows up in our own backlog within a
+        // second or so (and is cut off there), instead of hiding megabytes of stale video in the kernel.
+        .childChannelOption(.socketOption(.so_sndbuf), value: 256 << 10)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline()

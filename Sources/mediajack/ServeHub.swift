@@ -12,8 +12,8 @@ import Synchronization
 final class ServeHub: Sendable {
     enum Kind: Sendable { case mp4, mjpeg }
 
-    /// Per-client bytes in flight above which the client is cut off.
-    static let backlogLimit = 16 << 20
+    /// Per-client bytes queued and not yet sent above which the client is cut off.
+    let backlogLimit: Int
     static let boundary = "mjpegframe"
 
     struct Client {
@@ -42,7 +42,10 @@ final class ServeHub: Sendable {
     private let state = Mutex(State())
     let busPath: String
 
-    init(busPath: String) { self.busPath = busPath }
+    init(busPath: String, backlogLimit: Int) {
+        self.busPath = busPath
+        self.backlogLimit = backlogLimit
+    }
 
     var clientCount: Int { state.withLock { $0.clients.count } }
     var wantsJPEG: Bool { state.withLock { s in s.clients.values.contains { $0.kind == .mjpeg } } }
@@ -128,7 +131,7 @@ final class ServeHub: Sendable {
             guard var c = s.clients[id] else { return false }
             c.inFlight += bytes.count
             s.clients[id] = c
-            if c.inFlight > Self.backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return true }
+            if c.inFlight > backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return true }
             return false
         }
         if tooFar { channel.close(promise: nil); return }

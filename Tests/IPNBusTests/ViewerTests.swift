@@ -124,6 +124,32 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertTrue(file("serve.out").contains("to 3 viewer connection(s)"), file("serve.out"))
     }
 
+    func testAStalledViewerIsCutOffAndTheOthersLoseNothing() async throws {
+        try requireTools(["curl"])
+        let r = try await script("""
+            mediajack serve bus --listen 127.0.0.1:0 --max-backlog 512KiB > serve.out 2> serve.err &
+            server=$!
+            waitfor serve.out 'serving' || exit 1
+            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            mediajack publish test:video bus --encode mjpeg --frames 250 > pub.log 2>&1 &
+            waitfor serve.err 'serving stream' || exit 1
+            curl -s -N "${url}stream.mjpeg" -o stalled.mjpeg & stalled=$!
+            curl -s -N "${url}stream.mjpeg" -o healthy.mjpeg & healthy=$!
+            sleep 0.5; kill -STOP $stalled            # a browser tab that stops reading
+            waitfor serve.err 'cut off' 30 || exit 1
+            kill -CONT $stalled
+            wait $healthy; echo "healthy $?"
+            kill -TERM $server; wait $server
+            """, timeout: 90)
+        XCTAssertTrue(r.standardOutput.contains("healthy 0"), "\(r)\n\(file("serve.err"))")
+        XCTAssertTrue(file("serve.out").contains("1 cut off as too slow"), file("serve.out"))
+        let healthy = try await frames(dir + "/healthy.mjpeg", format: ["-f", "mpjpeg"])
+        XCTAssertGreaterThan(healthy.count, 150, "the other viewer got the stream")
+        if let first = healthy.first {
+            XCTAssertEqual(healthy, Array(first..<(first + UInt32(healthy.count))), "with no picture lost while the other one stalled")
+        }
+    }
+
     /// The page in a real browser: screenshots a second apart show the picture advancing.
     func browse(_ path: String, shots: String) -> String {
         "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 > \(shots).log 2>&1"
