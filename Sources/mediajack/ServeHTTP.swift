@@ -67,7 +67,7 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             streams.append(entry)
         }
         let body: [String: Any] = ["bus": hub.busPath, "state": s.stream == nil ? "waiting" : "live", "streams": streams, "clients": hub.clientCount]
-        return Array((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8))
+        return Array((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8))
     }
 
     private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, type: String, _ body: [UInt8], retry: Bool = false) {
