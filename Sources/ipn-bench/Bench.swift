@@ -28,11 +28,18 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("audio-only"), help: "Only the audio part.") var audioOnly = false
     @Flag(inversion: .prefixedNo, help: "Also measure TCP throughput and ping RTT between namespaces: IPN switch bus vs vde_switch vs Linux bridge (root).") var network = true
     @Flag(name: .customLong("network-only"), help: "Only the network part.") var networkOnly = false
+    @Flag(inversion: .prefixedNo, help: "Also measure the viewers: the browser feed's cost per frame, `mediajack serve` fan-out against a remux per viewer.") var viewers = true
+    @Flag(name: .customLong("viewers-only"), help: "Only the viewers part.") var viewersOnly = false
 
     func run() throws {
         if networkOnly {
             printMachine()
             NetworkBench.run(quick: quick)
+            return
+        }
+        if viewersOnly {
+            printMachine()
+            try ViewerBench.run(quick: quick)
             return
         }
         if audioOnly {
@@ -88,6 +95,7 @@ struct Bench: ParsableCommand {
         if media { try MediaBench.run(quick: quick) }
         if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
         if network { NetworkBench.run(quick: quick) }
+        if viewers { try ViewerBench.run(quick: quick) }
     }
 
     func messageCount(_ size: Int) -> Int {
