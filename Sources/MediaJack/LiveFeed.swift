@@ -32,46 +32,69 @@ public final class LiveFeed {
     /// Whether browsers can play this stream through Media Source Extensions (fragmented MP4).
     public static func carriesMP4(_ d: StreamDescription) -> Bool { d.kind == .video && (d.codec == "h264" || d.codec == "rawvideo") }
 
+    /// Why this stream is served as JPEG only (a raw layout libswscale or the encoder refused), if it is.
+    public private(set) var mp4Refusal: String?
+    /// JPEG pictures that could not be made (a corrupt frame, a decoder error), counted and skipped.
+    public private(set) var jpegFailures = 0
+
+    /// Whether browsers get this stream as fMP4 (Media Source Extensions); else JPEG only.
+    public var offersMP4: Bool { mp4 != nil }
+
+    /// A joiner is sent the fragments since the last keyframe; past this much (a very long GOP, or a
+    /// source that never sends another keyframe) the history is dropped and joiners wait for the next one.
+    public static let historyLimit = 32 << 20
+    private var historyBytes = 0
+
     public init(stream: UInt32, _ d: StreamDescription) throws(MediaError) {
         guard d.kind == .video else { throw .unsupported("stream \(stream) is \(d.kind.rawValue), not video") }
         self.stream = stream
         description = d
-        if Self.carriesMP4(d) {
-            let recorder = try Recorder(liveMP4: { [unowned self] chunk in
-                switch chunk {
-                case .initialization(let bytes):
-                    initialization = bytes
-                    mime = Self.mime(initialization: bytes)
-                case .fragment(let bytes, let keyframe):
-                    made.append(Fragment(bytes: bytes, keyframe: keyframe))
-                }
-            })
-            guard recorder.add(stream: stream, d) else {
-                throw .unsupported("cannot carry \(d.codec) \(d.pixelFormat ?? "") video in MP4: \(recorder.rejectedStreams.joined(separator: ", "))")
+        guard Self.carriesMP4(d) else { return }
+        let recorder = try Recorder(liveMP4: { [unowned self] chunk in
+            switch chunk {
+            case .initialization(let bytes):
+                initialization = bytes
+                mime = Self.mime(initialization: bytes)
+            case .fragment(let bytes, let keyframe):
+                made.append(Fragment(bytes: bytes, keyframe: keyframe))
             }
-            mp4 = recorder
-        }
+        })
+        if recorder.add(stream: stream, d) { mp4 = recorder } else { mp4Refusal = recorder.rejectedStreams.joined(separator: ", ") }
     }
 
+    deinit { finish() }
+
     /// Feeds one frame of the stream. Returns the MP4 fragments it made (usually one; none before the
-    /// first keyframe), and a JPEG picture when `jpeg` asks for one.
+    /// first keyframe), and a JPEG picture when `jpeg` asks for one. Only the MP4 can throw: a JPEG
+    /// that cannot be made is counted and skipped, never at the MP4 viewers' expense.
     public func add(_ h: FrameHeader, payload: [UInt8], discontinuity: Bool, jpeg: Bool) throws -> (fragments: [Fragment], jpeg: [UInt8]?) {
+        var fragments: [Fragment] = []
+        if let mp4 {
+            _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
+            fragments = made
+            made.removeAll()
+            for f in fragments {
+                if f.keyframe { sinceKeyframe.removeAll(keepingCapacity: true); historyBytes = 0 }
+                // Without a keyframe at its head, the history is no use to a joiner.
+                guard f.keyframe || !sinceKeyframe.isEmpty else { continue }
+                sinceKeyframe.append(f)
+                historyBytes += f.bytes.count
+                if historyBytes > Self.historyLimit { sinceKeyframe.removeAll(); historyBytes = 0 }
+            }
+        }
         var picture: [UInt8]?
-        if jpeg { picture = try makeJPEG(h, payload, discontinuity) } else { decoder = nil; latestJPEG = nil }
-        guard let mp4 else { return ([], picture) }
-        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
-        let fragments = made
-        made.removeAll()
-        for f in fragments {
-            if f.keyframe { sinceKeyframe.removeAll(keepingCapacity: true) }
-            sinceKeyframe.append(f)
+        if jpeg {
+            do { picture = try makeJPEG(h, payload, discontinuity) } catch { jpegFailures += 1 }
+        } else {
+            decoder = nil
+            latestJPEG = nil
         }
         return (fragments, picture)
     }
 
     private func makeJPEG(_ h: FrameHeader, _ payload: [UInt8], _ discontinuity: Bool) throws -> [UInt8]? {
         if description.codec == "mjpeg" { latestJPEG = payload; return payload }
-        if decoder == nil { decoder = try VideoDecoder(description) }
+        if decoder == nil { decoder = try VideoDecoder(description, fullRange: true) }
         var out: [UInt8]?
         try payload.withUnsafeBytes { b in
             try decoder!.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in

@@ -30,6 +30,8 @@ public final class LiveViewer: @unchecked Sendable {
         public var dropped = 0
         public var gaps = 0
         public var streams = 0
+        /// Frames the decoder could not decode (skipped; decoding resumes at the next keyframe).
+        public var corrupt = 0
     }
 
     private let consumer: MediaConsumer
@@ -79,15 +81,18 @@ public final class LiveViewer: @unchecked Sendable {
         var playing: UInt32?
         var videos: [(id: UInt32, description: StreamDescription)] = []  // live video streams, oldest first
         var serial = 0
-        func show(_ id: UInt32, _ d: StreamDescription) {
+        func show(_ id: UInt32, _ d: StreamDescription) -> Bool {
             do {
                 decoder = try VideoDecoder(d)
                 playing = id
                 lock.withLock { description = d; counters.streams += 1 }
                 report("showing stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)")
                 set(.waitingForKeyframe)
+                return true
             } catch {
                 report("cannot show stream \(id): \(error)")
+                videos.removeAll { $0.id == id }
+                return false
             }
         }
         report("\(State.waitingForPublisher.rawValue)")
@@ -99,22 +104,28 @@ public final class LiveViewer: @unchecked Sendable {
                     guard d.kind == .video, wanted.map({ $0 == id }) ?? true else { continue }
                     videos.removeAll { $0.id == id }
                     videos.append((id, d))
-                    if playing == nil || playing == id { show(id, d) }
+                    if playing == nil || playing == id { _ = show(id, d) }
                 case .frame(let h, let payload, let discontinuity):
                     guard h.stream == playing, let decoder else { continue }
                     if discontinuity { lock.withLock { counters.gaps = consumer.gaps } }
-                    let skippedBefore = decoder.skipped
-                    try payload.withUnsafeBytes { b in
-                        try decoder.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in
-                            serial += 1
-                            let picture = Picture(width: p.width, height: p.height, bytes: Self.pack(p), captureTime: h.captureTime, serial: serial)
-                            lock.withLock {
-                                if let old = latest, old.serial > shownSerial { counters.dropped += 1 }
-                                latest = picture
-                                counters.decoded += 1
+                    let skippedBefore = decoder.skipped, corruptBefore = decoder.corrupt
+                    do {
+                        try payload.withUnsafeBytes { b in
+                            try decoder.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in
+                                serial += 1
+                                let picture = Picture(width: p.width, height: p.height, bytes: Self.pack(p), captureTime: h.captureTime, serial: serial)
+                                lock.withLock {
+                                    if let old = latest, old.serial > shownSerial { counters.dropped += 1 }
+                                    latest = picture
+                                    counters.decoded += 1
+                                }
                             }
                         }
+                    } catch {
+                        // A frame that cannot be decoded or converted is skipped; the stream goes on.
+                        lock.withLock { counters.corrupt += 1 }
                     }
+                    if decoder.corrupt > corruptBefore { lock.withLock { counters.corrupt += decoder.corrupt - corruptBefore } }
                     if decoder.skipped > skippedBefore {
                         lock.withLock { counters.dropped += decoder.skipped - skippedBefore }
                         set(.waitingForKeyframe)
@@ -127,7 +138,8 @@ public final class LiveViewer: @unchecked Sendable {
                     playing = nil
                     decoder = nil
                     // Another publisher's video still live on the bus: show that one (from its next keyframe).
-                    if let next = videos.first { show(next.id, next.description) } else { set(.ended) }
+                    while playing == nil, let next = videos.first { _ = show(next.id, next.description) }
+                    if playing == nil { set(.ended) }
                 }
             }
         } catch {

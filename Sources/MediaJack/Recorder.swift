@@ -66,7 +66,8 @@ public final class Recorder {
     }
 
     deinit {
-        if started { finish() }
+        // A live recorder's output is gone with its owner: close, never flush into it.
+        if started { if live != nil { close() } else { finish() } }
         var p: UnsafeMutablePointer<AVPacket>? = packet
         av_packet_free(&p)
         avformat_free_context(context)
@@ -163,7 +164,11 @@ public final class Recorder {
             cm_set_option(context.pointee.priv_data, "allow_raw_vfw", "1")
         }
         let r = avformat_write_header(context, &dictionary)
-        guard r >= 0 else { throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))") }
+        guard r >= 0 else {
+            started = true
+            close()  // the output opened above
+            throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))")
+        }
         started = true
         if let live {
             avio_flush(context.pointee.pb)
@@ -237,8 +242,8 @@ public final class Recorder {
                 }
                 return false
             }
-            origin = min(h.pts, h.dts)  // with B-frames the first keyframe decodes before it shows
             try start()
+            origin = min(h.pts, h.dts)  // with B-frames the first keyframe decodes before it shows
             let early = pending
             pending.removeAll()
             for (pid, ph, bytes) in early where ph.pts >= origin! {

@@ -16,6 +16,8 @@ public final class VideoDecoder {
     let core: CodecCore
     var context: UnsafeMutablePointer<AVCodecContext> { core.context }
     public let description: StreamDescription
+    /// The output layout: I420 with video range (16-235, what displays expect) or full range (JPEG's).
+    private let target: AVPixelFormat
     private var converter: OpaquePointer?
     private var converterInput: (Int32, Int32, Int32) = (-1, 0, 0)
     private var converted: UnsafeMutablePointer<AVFrame>?
@@ -25,7 +27,9 @@ public final class VideoDecoder {
     public private(set) var skipped = 0
     public private(set) var corrupt = 0
 
-    public init(_ d: StreamDescription) throws(MediaError) {
+    /// `fullRange`: pictures in JPEG's full range (0-255), for a JPEG encoder; else video range.
+    public init(_ d: StreamDescription, fullRange: Bool = false) throws(MediaError) {
+        target = fullRange ? AV_PIX_FMT_YUVJ420P : AV_PIX_FMT_YUV420P
         guard d.kind == .video else { throw .unsupported("stream is \(d.kind.rawValue), not video") }
         guard let codec = avcodec_find_decoder_by_name(d.codec) else { throw .unsupported("this libavcodec cannot decode \(d.codec)") }
         core = try CodecCore(codec)
@@ -78,21 +82,22 @@ public final class VideoDecoder {
         }
     }
 
-    /// The frame itself when it is I420 already (full-range MJPEG included), else converted.
+    /// The frame itself when it is in the output layout and range already, else converted (libswscale
+    /// also maps full range to video range and back).
     private func picture(_ f: UnsafeMutablePointer<AVFrame>) throws(MediaError) -> Picture {
         let w = f.pointee.width, h = f.pointee.height
         let format = f.pointee.format
-        if format == AV_PIX_FMT_YUV420P.rawValue || format == AV_PIX_FMT_YUVJ420P.rawValue {
+        if format == target.rawValue {
             return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(f, Int32($0))!), Int(cm_frame_stride(f, Int32($0)))) })
         }
         if converter == nil || converterInput != (format, w, h) {
             sws_freeContext(converter)
-            converter = sws_getContext(w, h, AVPixelFormat(rawValue: format), w, h, AV_PIX_FMT_YUV420P, Int32(SWS_BILINEAR), nil, nil, nil)
+            converter = sws_getContext(w, h, AVPixelFormat(rawValue: format), w, h, target, Int32(SWS_BILINEAR), nil, nil, nil)
             guard converter != nil else { throw .unsupported("libswscale cannot convert \(String(cString: av_get_pix_fmt_name(AVPixelFormat(rawValue: format)))) pictures") }
             av_frame_free(&converted)
             converted = av_frame_alloc()
             guard let c = converted else { throw .unsupported("out of memory") }
-            c.pointee.format = AV_PIX_FMT_YUV420P.rawValue
+            c.pointee.format = target.rawValue
             c.pointee.width = w
             c.pointee.height = h
             try MediaError.check("av_frame_get_buffer", av_frame_get_buffer(c, 0))

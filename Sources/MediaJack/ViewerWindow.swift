@@ -62,25 +62,30 @@ public final class ViewerWindow {
     /// Whether the overlay could be drawn (a font was found).
     public var hasFont: Bool { font != nil }
 
-    /// Handles window events for up to `timeout` seconds; returns false when the user asked to quit.
-    public func handleEvents(timeout: Double) -> Bool {
+    public enum Input { case quit, redraw, none }
+
+    /// Handles window events for up to `timeout` seconds: whether the user asked to quit, or the window
+    /// needs drawing again (exposed, resized, a key changed what it shows).
+    public func handleEvents(timeout: Double) -> Input {
         var event = SDL_Event()
         var waited = false
+        var result = Input.none
         while waited ? SDL_PollEvent(&event) != 0 : SDL_WaitEventTimeout(&event, Int32(timeout * 1000)) != 0 {
             waited = true
             switch event.type {
-            case SDL_QUIT.rawValue: return false
+            case SDL_QUIT.rawValue: return .quit
+            case SDL_WINDOWEVENT.rawValue: result = .redraw
             case SDL_KEYDOWN.rawValue:
                 switch UInt32(bitPattern: event.key.keysym.sym) {
-                case SDLK_q.rawValue, SDLK_ESCAPE.rawValue: return false
-                case SDLK_f.rawValue: toggleFullscreen()
-                case SDLK_o.rawValue: toggleOverlay()
+                case SDLK_q.rawValue, SDLK_ESCAPE.rawValue: return .quit
+                case SDLK_f.rawValue: toggleFullscreen(); result = .redraw
+                case SDLK_o.rawValue: toggleOverlay(); result = .redraw
                 default: break
                 }
             default: break
             }
         }
-        return true
+        return result
     }
 
     public func toggleOverlay() { overlay.toggle() }

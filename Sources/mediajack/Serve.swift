@@ -77,9 +77,11 @@ struct Serve: ParsableCommand {
                     let f = try LiveFeed(stream: id, d)
                     feed = f
                     hub.started(f)
-                    say("serving stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)"
-                        + (LiveFeed.carriesMP4(d) ? (d.codec == "rawvideo" ? " (encoded once to H.264 for MSE)" : " (MSE)") : " (MJPEG only)"))
+                    let how = f.offersMP4 ? (d.codec == "rawvideo" ? "MSE, encoded once to H.264" : "MSE") + "; MJPEG for browsers without it"
+                        : "MJPEG only" + (f.mp4Refusal.map { ": MP4 cannot carry \($0)" } ?? "")
+                    say("serving stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0) (\(how))")
                 } catch {
+                    hub.ended()  // nobody may keep watching the stream this one replaced
                     say("cannot serve stream \(id): \(error)")
                 }
             }

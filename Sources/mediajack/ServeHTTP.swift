@@ -16,6 +16,8 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let hub: ServeHub
     private var request: HTTPRequestHead?
+    /// The request being answered is a HEAD: headers only.
+    private var answeringHead = false
 
     init(hub: ServeHub) { self.hub = hub }
 
@@ -32,6 +34,7 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        answeringHead = head.method == .HEAD
         guard head.method == .GET || head.method == .HEAD else {
             return respond(context, .methodNotAllowed, type: "text/plain", Array("only GET\n".utf8))
         }
@@ -42,13 +45,19 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(context, .ok, type: "application/json", status())
         case "/stream.mp4", "/stream.mjpeg":
             let kind: ServeHub.Kind = path == "/stream.mp4" ? .mp4 : .mjpeg
-            if head.method == .HEAD || !hub.join(context.channel, kind: kind) {
-                let snapshot = hub.snapshot
-                let why = snapshot.stream == nil ? "no video stream on \(hub.busPath) yet"
-                    : kind == .mp4 && snapshot.description.map({ !LiveFeed.carriesMP4($0) }) ?? false
-                        ? "this stream (\(snapshot.description?.codec ?? "?")) is served as /stream.mjpeg only"
-                        : "waiting for the first keyframe"
-                respond(context, .serviceUnavailable, type: "text/plain", Array("\(why)\n".utf8), retry: true)
+            let snapshot = hub.snapshot
+            let unavailable = snapshot.stream == nil ? "no video stream on \(hub.busPath) yet"
+                : kind == .mp4 && !snapshot.offersMP4 ? "this stream (\(snapshot.description?.codec ?? "?")) is served as /stream.mjpeg only"
+                : kind == .mp4 && (snapshot.initialization == nil || snapshot.sinceKeyframe.isEmpty) ? "waiting for the next keyframe"
+                : nil
+            if head.method == .HEAD {
+                // What a GET would start with, without joining.
+                let type = kind == .mp4 ? "video/mp4" : "multipart/x-mixed-replace; boundary=\(ServeHub.boundary)"
+                return unavailable == nil ? respond(context, .ok, type: type, [], head: true)
+                    : respond(context, .serviceUnavailable, type: "text/plain", [], retry: true, head: true)
+            }
+            if unavailable != nil || !hub.join(context.channel, kind: kind) {
+                respond(context, .serviceUnavailable, type: "text/plain", Array("\(unavailable ?? "waiting for the next keyframe")\n".utf8), retry: true)
             }
         case "/favicon.ico":
             respond(context, .noContent, type: "text/plain", [])
@@ -64,20 +73,25 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             var entry: [String: Any] = ["id": id, "kind": d.kind.rawValue, "codec": d.codec, "width": d.width ?? 0, "height": d.height ?? 0]
             if let n = d.frameRateNumerator, let den = d.frameRateDenominator, den > 0 { entry["fps"] = Double(n) / Double(den) }
             if let mime = s.mime { entry["mime"] = mime }
+            // mse: this stream comes as fMP4; ready: it can be joined now (its first keyframe was seen).
+            entry["mse"] = s.offersMP4
+            entry["ready"] = s.offersMP4 ? s.initialization != nil && !s.sinceKeyframe.isEmpty : s.stream != nil
             streams.append(entry)
         }
         let body: [String: Any] = ["bus": hub.busPath, "state": s.stream == nil ? "waiting" : "live", "streams": streams, "clients": hub.clientCount]
         return Array((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8))
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, type: String, _ body: [UInt8], retry: Bool = false) {
+    /// A whole response; `head`: answering a HEAD request (the headers only, no length).
+    private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, type: String, _ body: [UInt8],
+                         retry: Bool = false, head isHead: Bool = false) {
         var head = HTTPResponseHead(version: .http1_1, status: status)
         head.headers.add(name: "Content-Type", value: type)
-        head.headers.add(name: "Content-Length", value: String(body.count))
+        if !isHead { head.headers.add(name: "Content-Length", value: String(body.count)) }
         head.headers.add(name: "Cache-Control", value: "no-store")
         if retry { head.headers.add(name: "Retry-After", value: "1") }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
+        if !body.isEmpty && !answeringHead { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 

@@ -26,6 +26,8 @@ final class ServeHub: Sendable {
     struct Snapshot: Sendable {
         var stream: UInt32?
         var description: StreamDescription?
+        /// Browsers get this stream as fMP4 (else JPEG only).
+        var offersMP4 = false
         var initialization: [UInt8]?
         var mime: String?
         var sinceKeyframe: [LiveFeed.Fragment] = []
@@ -56,7 +58,7 @@ final class ServeHub: Sendable {
     /// A new stream replaces the old one: every client's response ends (its page starts again).
     func started(_ feed: LiveFeed) {
         let old = state.withLock { s -> [Client] in
-            s.feed = Snapshot(stream: feed.stream, description: feed.description)
+            s.feed = Snapshot(stream: feed.stream, description: feed.description, offersMP4: feed.offersMP4)
             defer { s.clients.removeAll() }
             return Array(s.clients.values)
         }
@@ -116,7 +118,9 @@ final class ServeHub: Sendable {
         head.headers.add(name: "Cache-Control", value: "no-store")
         head.headers.add(name: "Connection", value: "close")
         channel.write(HTTPServerResponsePart.head(head), promise: nil)
-        for bytes in start { send(bytes, to: channel) }
+        // The start (init segment and a GOP) is not counted against the backlog: only falling behind is.
+        for bytes in start { channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes))), promise: nil) }
+        channel.flush()
         channel.closeFuture.whenComplete { [self] _ in leave(channel) }
         return true
     }
@@ -127,14 +131,19 @@ final class ServeHub: Sendable {
 
     private func send(_ bytes: [UInt8], to channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        let tooFar = state.withLock { s -> Bool in
-            guard var c = s.clients[id] else { return false }
+        enum Verdict { case gone, tooFar, send }
+        let verdict = state.withLock { s -> Verdict in
+            guard var c = s.clients[id] else { return .gone }  // left or cut off meanwhile
             c.inFlight += bytes.count
             s.clients[id] = c
-            if c.inFlight > backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return true }
-            return false
+            if c.inFlight > backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return .tooFar }
+            return .send
         }
-        if tooFar { channel.close(promise: nil); return }
+        switch verdict {
+        case .gone: return
+        case .tooFar: channel.close(promise: nil); return
+        case .send: break
+        }
         let n = bytes.count
         channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes)))).whenComplete { [self] _ in
             state.withLock { s in s.clients[id]?.inFlight -= n }

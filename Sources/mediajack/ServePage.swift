@@ -252,12 +252,19 @@ let servePageHTML = #"""
     var url = URL.createObjectURL(ms);
     v.src = url;
     lastPresented = -1; lastTotal = 0;
-    await new Promise(function (res, rej) {
-      ms.addEventListener('sourceopen', res, { once: true });
-      setTimeout(function () { rej(new Error('MediaSource did not open')); }, 5000);
-    });
-    URL.revokeObjectURL(url);
-    var sb = ms.addSourceBuffer(mime);
+    var sb;
+    try {
+      await new Promise(function (res, rej) {
+        ms.addEventListener('sourceopen', res, { once: true });
+        setTimeout(function () { rej(new Error('MediaSource did not open')); }, 5000);
+      });
+      URL.revokeObjectURL(url);
+      sb = ms.addSourceBuffer(mime);
+    } catch (e) {
+      ctl.abort();  // never leave the server streaming into a response nobody reads
+      mseBroken = true;
+      throw e;
+    }
     try { sb.mode = 'segments'; } catch (e) {}
 
     var queue = [], queued = 0, started = false, failed = null, trimAt = 0, drained = null;
@@ -453,6 +460,12 @@ let servePageHTML = #"""
         continue;
       }
       if (!mj.framesShown || mj.state !== 'playing') setSize(vs.width, vs.height);
+      if (vs.mse && !vs.ready && !forceMJPEG && !mseBroken && window.MediaSource) {
+        // The stream will come as fMP4 from its first keyframe: wait for it rather than fall back.
+        setState(mj.framesShown > 0 ? 'ended' : 'buffering');
+        await sleep(250);
+        continue;
+      }
       var mime = mseMime(vs);
       mj.mode = mime ? 'mse' : 'mjpeg';
       mj.streamFrames = 0;

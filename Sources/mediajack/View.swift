@@ -48,13 +48,19 @@ struct View: ParsableCommand {
             let audioThread = audio.map { startAudio(device: String($0.dropFirst(5)), say: say) }
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var fitted: StreamDescription?
+            var drawn: (serial: Int, state: LiveViewer.State, at: Date)? = nil
             while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
-                guard window.handleEvents(timeout: 0.005) else { break }
+                let input = window.handleEvents(timeout: 0.005)
+                if input == .quit { break }
+                if let e = viewer.error { throw e }
                 let now = viewer.current()
                 if let d = now.stream, d != fitted, let w = d.width, let h = d.height {
                     window.fit(width: w, height: h)
                     fitted = d
                 }
+                // Drawn when something changed (a picture, the state, the window), and twice a second for the overlay.
+                let serial = now.picture?.serial ?? 0
+                if input == .none, let drawn, drawn.serial == serial, drawn.state == now.state, Date().timeIntervalSince(drawn.at) < 0.5 { continue }
                 if let p = now.picture { viewer.shown(p.serial) }
                 let s = window.stats
                 var lines: [String] = []
@@ -63,12 +69,12 @@ struct View: ParsableCommand {
                     lines.append("dropped \(now.counters.dropped)  latency \(String(format: "%.0f", s.latencyMilliseconds)) ms")
                 }
                 window.draw(now.picture, status: now.state == .playing ? nil : now.state.rawValue, overlayLines: lines)
-                if let e = viewer.error { throw e }
+                drawn = (serial, now.state, Date())
             }
             stopAudio.store(true, ordering: .relaxed)
             audioThread?.wait()
             let c = viewer.current().counters
-            print("showed \(window.stats.shown) pictures of \(c.decoded) decoded from \(c.streams) stream(s); \(c.dropped) dropped, \(c.gaps) gaps")
+            print("showed \(window.stats.shown) pictures of \(c.decoded) decoded from \(c.streams) stream(s); \(c.dropped) dropped, \(c.gaps) gaps, \(c.corrupt) undecodable")
         } catch {
             throw fail(error)
         }
