@@ -55,8 +55,8 @@ struct Serve: ParsableCommand {
         let (host, port) = Self.split(listen)!
         do throws(any Error) {
             let consumer = try MediaConsumer(bus: bus, description: "mediajack serve http://\(listen)/")
-            let hub = ServeHub(busPath: bus, backlogLimit: ConsumerBuffer.Bound(maxBacklog)!.bytes!)
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let hub = ServeHub(busPath: bus, backlogLimit: ConsumerBuffer.Bound(maxBacklog)!.bytes!, eventLoop: group.next())
             defer { try? group.syncShutdownGracefully() }
             let server: any Channel
             do { server = try startHTTPServer(hub: hub, host: host, port: port, group: group) } catch {

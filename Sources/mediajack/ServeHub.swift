@@ -44,8 +44,12 @@ final class ServeHub: Sendable {
     private let state = Mutex(State())
     let busPath: String
 
-    init(busPath: String, backlogLimit: Int) {
+    /// The loop every viewer's channel runs on (the server has one).
+    let eventLoop: any EventLoop
+
+    init(busPath: String, backlogLimit: Int, eventLoop: any EventLoop) {
         self.busPath = busPath
+        self.eventLoop = eventLoop
         self.backlogLimit = backlogLimit
     }
 
@@ -83,10 +87,17 @@ final class ServeHub: Sendable {
             s.feed.latestJPEG = feed.latestJPEG
             return Array(s.clients.values)
         }
-        for c in targets {
-            switch c.kind {
-            case .mp4: for f in fragments { send(f.bytes, to: c.channel) }
-            case .mjpeg: if let jpeg { send(Self.part(jpeg), to: c.channel) }
+        guard !targets.isEmpty else { return }
+        // One buffer per fragment shared by every viewer, and one hop onto the event loop per frame
+        // (not one per viewer): the cost of another viewer is a write, nothing more.
+        let mp4 = fragments.map { ByteBuffer(bytes: $0.bytes) }
+        let picture = jpeg.map { ByteBuffer(bytes: Self.part($0)) }
+        eventLoop.execute { [self] in
+            for c in targets {
+                switch c.kind {
+                case .mp4: for f in mp4 { send(f, to: c.channel) }
+                case .mjpeg: if let picture { send(picture, to: c.channel) }
+                }
             }
         }
     }
@@ -129,12 +140,12 @@ final class ServeHub: Sendable {
         state.withLock { _ = $0.clients.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
-    private func send(_ bytes: [UInt8], to channel: any Channel) {
+    private func send(_ bytes: ByteBuffer, to channel: any Channel) {
         let id = ObjectIdentifier(channel)
         enum Verdict { case gone, tooFar, send }
         let verdict = state.withLock { s -> Verdict in
             guard var c = s.clients[id] else { return .gone }  // left or cut off meanwhile
-            c.inFlight += bytes.count
+            c.inFlight += bytes.readableBytes
             s.clients[id] = c
             if c.inFlight > backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return .tooFar }
             return .send
@@ -144,8 +155,8 @@ final class ServeHub: Sendable {
         case .tooFar: channel.close(promise: nil); return
         case .send: break
         }
-        let n = bytes.count
-        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes)))).whenComplete { [self] _ in
+        let n = bytes.readableBytes
+        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes))).whenComplete { [self] _ in
             state.withLock { s in s.clients[id]?.inFlight -= n }
         }
     }
