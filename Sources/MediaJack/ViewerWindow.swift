@@ -27,6 +27,12 @@ public final class ViewerWindow {
                             "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf"]
 
     public init(title: String, width: Int = 640, height: Int = 360, fullscreen: Bool = false) throws(MediaError) {
+        let env = ProcessInfo.processInfo.environment
+        // Without a display SDL would fall back to an invisible window; say so instead (SDL_VIDEODRIVER,
+        // e.g. kmsdrm on a console, is the user's explicit choice).
+        guard env["DISPLAY"] != nil || env["WAYLAND_DISPLAY"] != nil || env["SDL_VIDEODRIVER"] != nil else {
+            throw .unsupported("no display to open a window on: DISPLAY and WAYLAND_DISPLAY are not set (on a machine without a screen use `mediajack serve` and a browser, or `mediajack record`)")
+        }
         guard SDL_Init(UInt32(SDL_INIT_VIDEO)) == 0 else {
             throw .unsupported("cannot open a window: \(String(cString: SDL_GetError())) (set DISPLAY or WAYLAND_DISPLAY; on a machine without a screen use `mediajack serve` and a browser)")
         }

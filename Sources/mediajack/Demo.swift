@@ -30,6 +30,8 @@ struct Demo: ParsableCommand {
             print("attach more consumers from another terminal while the demo runs:")
             print("  \(me) record \(bus) /tmp/mine.mkv --duration 3")
             print("  \(me) stat \(bus)")
+            print("  \(me) view \(bus)                                  # a window (needs a display)")
+            print("  \(me) serve \(bus) --listen 127.0.0.1:8080         # then open http://127.0.0.1:8080/")
             let stop = ManagedFlag()
             let group = DispatchGroup()
             let videoReport = Box<String>("")

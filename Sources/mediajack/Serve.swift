@@ -60,7 +60,8 @@ struct Serve: ParsableCommand {
             defer { try? group.syncShutdownGracefully() }
             let server: any Channel
             do { server = try startHTTPServer(hub: hub, host: host, port: port, group: group) } catch {
-                throw MediaError.output(path: "http://\(listen)/", reason: "cannot listen: \(error)")
+                let why = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+                throw MediaError.unsupported("cannot listen on \(listen): \(why)")
             }
             let bound = server.localAddress?.port ?? port
             // Unbuffered: a script waits for this line to learn the port.

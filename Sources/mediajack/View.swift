@@ -40,9 +40,9 @@ struct View: ParsableCommand {
         PolicyRegistry.register(MediaPolicy.self)
         let say: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
         do {
+            let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen)
             let viewer = try LiveViewer(bus: bus, stream: stream, report: say)
             defer { viewer.stop() }
-            let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen)
             if !window.hasFont { say("no font found (install fonts-dejavu-core): the overlay and state lines are not drawn") }
             if noOverlay { window.toggleOverlay() }
             let audioThread = audio.map { startAudio(device: String($0.dropFirst(5)), say: say) }

@@ -88,6 +88,22 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertGreaterThan(Double(steps) / Double(max(1, frames - 1)), 0.999, "the sample counter arrives intact")
     }
 
+    func testViewersSayWhatIsMissing() async throws {
+        let r = try await script("""
+            env -u DISPLAY -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER mediajack view bus 2> nodisplay.err; echo "no display $?"
+            mediajack view nowhere 2> nobus.err < /dev/null; echo "no bus $?"
+            mediajack serve bus --listen 127.0.0.1:0 > first.out 2>&1 & first=$!
+            waitfor first.out serving || exit 1
+            taken=$(sed -n 's/.*127.0.0.1:\\([0-9]*\\).*/\\1/p' first.out)
+            mediajack serve bus --listen "127.0.0.1:$taken" 2> taken.err; echo "port taken $?"
+            mediajack serve bus --listen nonsense 2> nonsense.err; echo "bad address $?"
+            """, timeout: 60)
+        for line in ["no display 1", "no bus 1", "port taken 1", "bad address 64"] { XCTAssertTrue(r.standardOutput.contains(line), "\(line)\n\(r)") }
+        XCTAssertTrue(file("nodisplay.err").contains("no display to open a window on"), file("nodisplay.err"))
+        XCTAssertTrue(file("taken.err").contains("Address already in use"), file("taken.err"))
+        XCTAssertTrue(file("nonsense.err").contains("HOST:PORT"), file("nonsense.err"))
+    }
+
     func testServeGivesEachClientTheLiveStreamFromAKeyframe() async throws {
         try requireTools(["curl"])
         let r = try await script("""
