@@ -113,7 +113,7 @@ public final class LiveViewer: @unchecked Sendable {
                         try payload.withUnsafeBytes { b in
                             try decoder.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in
                                 serial += 1
-                                let picture = Picture(width: p.width, height: p.height, bytes: Self.pack(p), captureTime: h.captureTime, serial: serial)
+                                let picture = Picture(width: p.width, height: p.height, bytes: p.packed, captureTime: h.captureTime, serial: serial)
                                 lock.withLock {
                                     if let old = latest, old.serial > shownSerial { counters.dropped += 1 }
                                     latest = picture
@@ -145,19 +145,6 @@ public final class LiveViewer: @unchecked Sendable {
         } catch {
             lock.withLock { failure = error }
             report("the bus went away: \(error)")
-        }
-    }
-
-    /// One contiguous I420 copy of a decoded picture (the decoder reuses its own buffers).
-    static func pack(_ p: VideoDecoder.Picture) -> [UInt8] {
-        let cw = (p.width + 1) / 2, ch = (p.height + 1) / 2
-        return [UInt8](unsafeUninitializedCapacity: p.width * p.height + 2 * cw * ch) { out, count in
-            var o = 0
-            for (i, (src, stride)) in p.planes.enumerated() {
-                let w = i == 0 ? p.width : cw, rows = i == 0 ? p.height : ch
-                for y in 0..<rows { (out.baseAddress! + o).update(from: src + y * stride, count: w); o += w }
-            }
-            count = o
         }
     }
 }

@@ -29,6 +29,16 @@ public final class Recorder {
 
     /// Store raw video as it comes (Matroska only) instead of encoding it to H.264.
     public let keepsRawVideo: Bool
+    /// Re-encode compressed video to H.264 too (set before adding streams). Without it compressed
+    /// video is remuxed, and only a codec the container cannot carry (MJPEG in FLV or MPEG-TS) is
+    /// decoded and encoded to H.264.
+    public var transcodesVideo = false
+    /// H.264 bitrate when this recorder encodes (raw or transcoded video).
+    public var videoBitrate = 4_000_000
+    /// Decoders of the video streams this recorder transcodes, by stream id.
+    private var decoders: [UInt32: VideoDecoder] = [:]
+    /// Streams encoded here, in words ("mjpeg -> h264"), for the user.
+    public private(set) var encodedStreams: [String] = []
 
     /// Options for the output protocol (avio_open2) and the muxer (avformat_write_header), e.g.
     /// `rw_timeout`, `hls_time`, `pkt_size`.
@@ -92,28 +102,40 @@ public final class Recorder {
             encoded.codec = "aac"
             encoded.sampleFormat = "fltp"
             encoded.extradata = encoder.extradata
-            guard add(stream: id, encoded) else { return false }
+            guard addAsIs(stream: id, encoded) else { return false }
             audioEncoders[id] = encoder
             return true
         }
-        if d.codec == "rawvideo" && !keepsRawVideo {
-            // Raw pictures are encoded once here (H.264), so the file stays small and playable.
-            guard let w = d.width, let h = d.height, let format = d.pixelFormat,
+        let transcode = d.kind == .video && d.codec != "rawvideo" && (transcodesVideo || !canCarry(d.codec))
+        if (d.codec == "rawvideo" && !keepsRawVideo) || transcode {
+            // Raw pictures are encoded once here (H.264), so the file stays small and playable;
+            // compressed ones are decoded first.
+            guard let w = d.width, let h = d.height,
+                  let format = transcode ? "yuv420p" : d.pixelFormat,
                   format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
+                  let decoder = transcode ? try? VideoDecoder(d) : nil as VideoDecoder??,
                   let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: d.frameRateNumerator ?? 25,
-                                                  gop: 2 * (d.frameRateNumerator ?? 25), bitrate: 4_000_000) else {
-                rejectedStreams.append("raw video in \(d.pixelFormat ?? "an unknown format")")
+                                                  gop: 2 * (d.frameRateNumerator ?? 25), bitrate: videoBitrate) else {
+                rejectedStreams.append(transcode ? "video \(d.codec) (cannot decode it to encode H.264)" : "raw video in \(d.pixelFormat ?? "an unknown format")")
                 return false
             }
             if format != "yuv420p" { converters[id] = PictureConverter(pixelFormat: format, width: w, height: h) }
             var encoded = d
             encoded.codec = "h264"
+            encoded.pixelFormat = "yuv420p"
             encoded.extradata = encoder.extradata
             encoded.allKeyframes = false
-            guard add(stream: id, encoded) else { return false }
+            guard addAsIs(stream: id, encoded) else { return false }
             encoders[id] = encoder
+            decoders[id] = decoder
+            encodedStreams.append("\(d.codec) -> h264")
             return true
         }
+        return addAsIs(stream: id, d)
+    }
+
+    /// Adds a stream the container stores as it comes.
+    private func addAsIs(stream id: UInt32, _ d: StreamDescription) -> Bool {
         guard let desc = avcodec_descriptor_get_by_name(d.codec),
               // 1: supported, 0: not; negative: this muxer cannot tell (MPEG-TS), so try.
               avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL) != 0 else {
@@ -180,6 +202,7 @@ public final class Recorder {
     /// decodable; returns whether the frame was written.
     @discardableResult
     public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
+        if let decoder = decoders[id], let encoder = encoders[id] { return try transcode(stream: id, h, payload: payload, decoder, encoder) }
         if let encoder = encoders[id] { return try encodeRaw(stream: id, h, payload: payload, encoder) }
         if let encoder = audioEncoders[id] {
             if origin == nil && hasVideo {
@@ -190,6 +213,37 @@ public final class Recorder {
         }
         return try writePacket(stream: id, h, payload: payload)
     }
+
+    /// Decodes one compressed frame and encodes the picture (a frame the decoder rejects is skipped).
+    private func transcode(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ decoder: VideoDecoder,
+                           _ encoder: VideoEncoder) throws(MediaError) -> Bool {
+        var pictures: [[UInt8]] = []
+        do {
+            try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: h.flags.contains(.discontinuity)) { p in
+                guard p.width == encoder.width, p.height == encoder.height else { return }  // a size change mid-stream
+                pictures.append(p.packed)
+            }
+        } catch let e as MediaError { throw e } catch { throw .unsupported("\(error)") }
+        var wrote = false
+        for picture in pictures {
+            let r = picture.withUnsafeBytes { b in Result { () throws(MediaError) in try encodeRaw(stream: id, h, payload: b, encoder) } }
+            if try r.get() { wrote = true }
+        }
+        return wrote
+    }
+
+    /// Whether this container can store `codec` as it is (unknown to the muxer, e.g. MPEG-TS: try).
+    private func canCarry(_ codec: String) -> Bool {
+        guard let desc = avcodec_descriptor_get_by_name(codec) else { return false }
+        let answer = avformat_query_codec(context.pointee.oformat, desc.pointee.id, FF_COMPLIANCE_NORMAL)
+        if answer < 0, ["mpegts", "rtp_mpegts", "hls"].contains(String(cString: context.pointee.oformat.pointee.name)) {
+            // MPEG-TS cannot say; it has stream types for these (MJPEG, for one, is not among them).
+            return Self.transportStreamCodecs.contains(codec)
+        }
+        return answer != 0
+    }
+
+    static let transportStreamCodecs: Set<String> = ["h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "aac", "mp2", "mp3", "ac3", "eac3", "opus"]
 
     /// Encodes one raw I420 picture and writes what the encoder gives back.
     private func encodeRaw(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ encoder: VideoEncoder) throws(MediaError) -> Bool {

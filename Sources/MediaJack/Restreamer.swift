@@ -14,6 +14,10 @@ public final class Restreamer {
         public var streams: Set<String> = []
         /// HLS segment length in seconds.
         public var segmentSeconds = 2.0
+        /// Re-encode compressed video to H.264 (else it is remuxed; what the format cannot carry is encoded anyway).
+        public var encodeVideo = false
+        /// H.264 bitrate when encoding.
+        public var videoBitrate = 4_000_000
         public init(url: String) { self.url = url }
     }
 
@@ -117,7 +121,13 @@ public final class Restreamer {
     private func connect(report: (String) -> Void) {
         do {
             let r = try Recorder(path: settings.url, format: format, options: options)
+            r.transcodesVideo = settings.encodeVideo
+            r.videoBitrate = settings.videoBitrate
             for (id, d) in live.sorted(by: { $0.key < $1.key }) { r.add(stream: id, d) }
+            if progress.connections == 0 {
+                if !r.encodedStreams.isEmpty { report("encoding here: \(r.encodedStreams.joined(separator: ", "))") }
+                if !r.rejectedStreams.isEmpty { report("not sent (\(format) cannot carry them): \(r.rejectedStreams.joined(separator: ", "))") }
+            }
             output = r
             wroteSinceConnect = false
         } catch {

@@ -11,6 +11,19 @@ public final class VideoDecoder {
         public let width: Int
         public let height: Int
         public let planes: [(UnsafePointer<UInt8>, Int)]
+
+        /// One contiguous I420 copy (Y, then U, then V, tightly packed): the decoder reuses its buffers.
+        public var packed: [UInt8] {
+            let cw = (width + 1) / 2, ch = (height + 1) / 2
+            return [UInt8](unsafeUninitializedCapacity: width * height + 2 * cw * ch) { out, count in
+                var o = 0
+                for (i, (src, stride)) in planes.enumerated() {
+                    let w = i == 0 ? width : cw, rows = i == 0 ? height : ch
+                    for y in 0..<rows { (out.baseAddress! + o).update(from: src + y * stride, count: w); o += w }
+                }
+                count = o
+            }
+        }
     }
 
     let core: CodecCore

@@ -91,6 +91,36 @@ final class RestreamTests: MediaScriptTestCase {
         assertConsecutive(try await frames(dir + "/rtp.ts"), atLeast: 40, "RTP")
     }
 
+    func testAnMJPEGCameraIsEncodedToH264ForAFormatThatCannotCarryIt() async throws {
+        let r = try await script("""
+            mediajack publish test:video bus --encode mjpeg --frames 100 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus out.flv --format flv --until-end > restream.log 2>&1
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        XCTAssertTrue(file("restream.log").contains("encoding here: mjpeg -> h264"), file("restream.log"))
+        let codec = try await TestSupport.runTool("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "stream=codec_name",
+                                                                         "-of", "csv=p=0", dir + "/out.flv"])
+        XCTAssertEqual(codec.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines), "h264")
+        assertConsecutive(try await frames(dir + "/out.flv"), atLeast: 60, "MJPEG encoded to H.264 in FLV", gop: 1)
+    }
+
+    func testEncodeReencodesH264AtTheAskedBitrate() async throws {
+        let r = try await script("""
+            mediajack publish test:video bus --encode h264 --gop 25 --bitrate 3000000 --preset ultrafast --frames 150 > pub.log 2>&1 &
+            waitbus
+            mediajack restream bus out.ts --format mpegts --encode h264 --bitrate 150000 --until-end > restream.log 2>&1
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        XCTAssertTrue(file("restream.log").contains("encoding here: h264 -> h264"), file("restream.log"))
+        let sent = file("restream.log").split(separator: "\n").last { $0.hasPrefix("restreamed") } ?? ""
+        let inBytes = Int(sent.split(separator: "(").dropFirst().first?.split(separator: " ").first ?? "") ?? 0
+        let outBytes = (try? FileManager.default.attributesOfItem(atPath: dir + "/out.ts")[.size] as? Int) ?? 0
+        XCTAssertGreaterThan(inBytes, 0, String(sent))
+        XCTAssertLessThan(outBytes, inBytes * 3 / 4, "re-encoded smaller: \(outBytes) bytes out of \(inBytes) in")
+        assertConsecutive(try await frames(dir + "/out.ts"), atLeast: 100, "H.264 re-encoded", gop: 1)
+    }
+
     func testRTMPToNginxReconnectsWhenTheServerComesBack() async throws {
         let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
         try XCTSkipUnless(FileManager.default.fileExists(atPath: module), "nginx's RTMP module missing: scripts/setup installs libnginx-mod-rtmp")
