@@ -26,7 +26,12 @@ public final class ViewerWindow {
     static let fontPaths = ["/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
                             "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf"]
 
-    public init(title: String, width: Int = 640, height: Int = 360, fullscreen: Bool = false) throws(MediaError) {
+    private let report: (String) -> Void
+
+    /// `report` hears what the keys did ("fullscreen on", "overlay off").
+    public init(title: String, width: Int = 640, height: Int = 360, fullscreen: Bool = false,
+                report: @escaping (String) -> Void = { _ in }) throws(MediaError) {
+        self.report = report
         let env = ProcessInfo.processInfo.environment
         // Without a display SDL would fall back to an invisible window; say so instead (SDL_VIDEODRIVER,
         // e.g. kmsdrm on a console, is the user's explicit choice).
@@ -84,8 +89,10 @@ public final class ViewerWindow {
             case SDL_KEYDOWN.rawValue:
                 switch UInt32(bitPattern: event.key.keysym.sym) {
                 case SDLK_q.rawValue, SDLK_ESCAPE.rawValue: return .quit
-                case SDLK_f.rawValue: toggleFullscreen(); result = .redraw
-                case SDLK_o.rawValue: toggleOverlay(); result = .redraw
+                case SDLK_f.rawValue:
+                    if toggleFullscreen() { report("fullscreen \(fullscreen ? "on" : "off")") } else { report("fullscreen refused: \(String(cString: SDL_GetError()))") }
+                    result = .redraw
+                case SDLK_o.rawValue: toggleOverlay(); report("overlay \(overlay ? "on" : "off")"); result = .redraw
                 default: break
                 }
             default: break
@@ -96,9 +103,12 @@ public final class ViewerWindow {
 
     public func toggleOverlay() { overlay.toggle() }
 
-    public func toggleFullscreen() {
+    /// Fullscreen on the window's display (the window manager does it); returns whether SDL agreed.
+    @discardableResult
+    public func toggleFullscreen() -> Bool {
+        guard SDL_SetWindowFullscreen(window, fullscreen ? 0 : SDL_WINDOW_FULLSCREEN_DESKTOP.rawValue) == 0 else { return false }
         fullscreen.toggle()
-        _ = SDL_SetWindowFullscreen(window, fullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP.rawValue : 0)
+        return true
     }
 
     /// Makes the window the picture's size (when a new stream starts and the window is not fullscreen).

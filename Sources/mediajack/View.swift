@@ -40,7 +40,7 @@ struct View: ParsableCommand {
         PolicyRegistry.register(MediaPolicy.self)
         let say: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
         do {
-            let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen)
+            let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen, report: say)
             let viewer = try LiveViewer(bus: bus, stream: stream, report: say)
             defer { viewer.stop() }
             if !window.hasFont { say("no font found (install fonts-dejavu-core): the overlay and state lines are not drawn") }

@@ -67,6 +67,41 @@ final class ViewerTests: MediaScriptTestCase {
         for state in ["waiting for a keyframe", "playing", "stream ended"] { XCTAssertTrue(file("view.err").contains(state), file("view.err")) }
     }
 
+    func testNativeViewerKeysToggleOverlayAndFullscreenAndQuit() async throws {
+        try requireTools(["Xvfb", "xwininfo", "xdotool", "import"])
+        // Real key presses (XTEST) into the window under the pointer, as a user types them. Xvfb has no
+        // window manager to resize a fullscreen window: the viewer's log says whether SDL took the request.
+        let r = try await script("""
+            \(xserver)
+            mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
+            waitbus
+            mediajack view bus > view.out 2> view.err &
+            viewer=$!
+            waitfor view.err 'playing' && waitwindow || exit 1
+            xdotool mousemove 640 360
+            sleep 0.5; shot overlay-on.gray
+            xdotool key o; waitfor view.err 'overlay off' || exit 1
+            sleep 0.5; shot overlay-off.gray
+            xdotool key f; waitfor view.err 'fullscreen on' || exit 1
+            xdotool key f; waitfor view.err 'fullscreen off' || exit 1
+            xdotool key q
+            i=0; while kill -0 $viewer 2>/dev/null; do i=$((i+1)); [ $i -gt 200 ] && { echo "q did not quit"; exit 1; }; sleep 0.05; done
+            wait $viewer; echo "viewer exit $?"
+            """, timeout: 60)
+        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("view.err"))")
+        XCTAssertTrue(r.standardOutput.contains("viewer exit 0"), "q quits cleanly: \(r.standardOutput)")
+        XCTAssertTrue(file("view.out").contains("showed"), file("view.out"))
+        // The overlay is white text at the bottom; the test picture has no white down there (its luma stays
+        // below 170 outside the barcode), so white pixels in the bottom rows are the overlay's.
+        func whiteAtTheBottom(_ name: String) -> Int {
+            let pixels = [UInt8](FileManager.default.contents(atPath: dir + "/" + name) ?? Data())
+            guard pixels.count == 640 * 360 else { return -1 }
+            return pixels[(640 * 300)...].filter { $0 >= 250 }.count
+        }
+        XCTAssertGreaterThan(whiteAtTheBottom("overlay-on.gray"), 50, "the overlay is drawn")
+        XCTAssertEqual(whiteAtTheBottom("overlay-off.gray"), 0, "o hides it")
+    }
+
     func testNativeViewerPlaysTheAudioStreamOnAnALSADevice() async throws {
         try requireTools(["Xvfb", "xwininfo"])
         // ALSA's own `file` plugin: a real PCM device whose samples land in a file.
