@@ -110,10 +110,11 @@ public final class Recorder {
         if (d.codec == "rawvideo" && !keepsRawVideo) || transcode {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable;
             // compressed ones are decoded first.
+            let decoder = transcode ? try? VideoDecoder(d) : nil
             guard let w = d.width, let h = d.height,
                   let format = transcode ? "yuv420p" : d.pixelFormat,
                   format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
-                  let decoder = transcode ? try? VideoDecoder(d) : nil as VideoDecoder??,
+                  decoder != nil || !transcode,
                   let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: d.frameRateNumerator ?? 25,
                                                   gop: 2 * (d.frameRateNumerator ?? 25), bitrate: videoBitrate) else {
                 rejectedStreams.append(transcode ? "video \(d.codec) (cannot decode it to encode H.264)" : "raw video in \(d.pixelFormat ?? "an unknown format")")

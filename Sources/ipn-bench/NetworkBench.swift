@@ -90,15 +90,7 @@ enum NetworkBench {
             ip netns exec nsa$T ping -c \(pings) -i 0.01 -q -W 1 10.78.0.2 > /dev/null
             ip netns exec nsa$T ping -c \(pings) -i 0.01 -W 1 10.78.0.2 | sed -n 's/.*time=\\([0-9.]*\\) ms/\\1/p' > $W/rtt.txt
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", script]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { return nil }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        guard let text = bashOutput(script) else { return nil }
         guard let data = FileManager.default.contents(atPath: work + "/iperf.json"),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let end = json["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],

@@ -94,15 +94,7 @@ enum ViewerBench {
               kill $recorders 2> /dev/null; wait $recorders 2> /dev/null; rm -f rec*.ts
             done
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", script]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { print("viewer fan-out: \(error)"); return }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        guard let text = bashOutput(script) else { print("viewer fan-out: cannot run bash"); return }
         var cpu: [String: Double] = [:]  // "serve 8" → CPU %
         let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
         for line in text.split(separator: "\n") {

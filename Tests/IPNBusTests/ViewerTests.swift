@@ -123,6 +123,16 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertGreaterThan(Double(steps) / Double(max(1, frames - 1)), 0.999, "the sample counter arrives intact")
     }
 
+    /// Starts `mediajack serve` on a free port of the test's bus (pid in $server, address in $url).
+    func serve(_ options: String = "") -> String {
+        """
+        mediajack serve bus --listen 127.0.0.1:0 \(options) > serve.out 2> serve.err &
+        server=$!
+        waitfor serve.out 'serving' || exit 1
+        url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+        """
+    }
+
     func testViewersSayWhatIsMissing() async throws {
         let r = try await script("""
             env -u DISPLAY -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER mediajack view bus 2> nodisplay.err; echo "no display $?"
@@ -142,10 +152,7 @@ final class ViewerTests: MediaScriptTestCase {
     func testServeGivesEachClientTheLiveStreamFromAKeyframe() async throws {
         try requireTools(["curl"])
         let r = try await script("""
-            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
-            server=$!
-            waitfor serve.out 'serving' || exit 1
-            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            \(serve())
             curl -s "${url}status.json" > waiting.json
             curl -s -o /dev/null -w '%{http_code}' "${url}stream.mp4" > before.code
             mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub.log 2>&1 &
@@ -182,10 +189,7 @@ final class ViewerTests: MediaScriptTestCase {
     func testAStalledViewerIsCutOffAndTheOthersLoseNothing() async throws {
         try requireTools(["curl"])
         let r = try await script("""
-            mediajack serve bus --listen 127.0.0.1:0 --max-backlog 512KiB > serve.out 2> serve.err &
-            server=$!
-            waitfor serve.out 'serving' || exit 1
-            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            \(serve("--max-backlog 512KiB"))
             mediajack publish test:video bus --encode mjpeg --frames 250 > pub.log 2>&1 &
             waitfor serve.err 'serving stream' || exit 1
             curl -s -N "${url}stream.mjpeg" -o stalled.mjpeg & stalled=$!
@@ -222,9 +226,7 @@ final class ViewerTests: MediaScriptTestCase {
     func testChromiumPlaysTheLiveStreamThroughMSEAndMJPEG() async throws {
         try requireTools(["chromium", "curl"])
         let r = try await script("""
-            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
-            waitfor serve.out 'serving' || exit 1
-            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            \(serve())
             mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
             waitfor serve.err 'serving stream' || exit 1
             \(browse("", shots: "mse", mode: "mse")) & mse=$!
@@ -240,9 +242,7 @@ final class ViewerTests: MediaScriptTestCase {
     func testThePagePicksTheStreamUpAgainWhenThePublisherReturns() async throws {
         try requireTools(["chromium", "curl"])
         let r = try await script("""
-            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
-            waitfor serve.out 'serving' || exit 1
-            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            \(serve())
             mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub1.log 2>&1 &
             waitfor serve.err 'serving stream' || exit 1
             \(browse("", shots: "back", mode: "mse", streams: 2)) & browser=$!
@@ -259,9 +259,7 @@ final class ViewerTests: MediaScriptTestCase {
     func testChromiumPlaysARawSourceEncodedOnce() async throws {
         try requireTools(["chromium", "curl"])
         let r = try await script("""
-            mediajack serve bus --listen 127.0.0.1:0 > serve.out 2> serve.err &
-            waitfor serve.out 'serving' || exit 1
-            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            \(serve())
             mediajack publish test:video bus --encode none --pixel-format yuyv422 > pub.log 2>&1 &
             waitfor serve.err 'serving stream' || exit 1
             \(browse("", shots: "raw", mode: "mse"))
