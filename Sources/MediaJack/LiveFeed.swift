@@ -69,8 +69,9 @@ public final class LiveFeed {
     /// that cannot be made is counted and skipped, never at the MP4 viewers' expense.
     public func add(_ h: FrameHeader, payload: [UInt8], discontinuity: Bool, jpeg: Bool) throws -> (fragments: [Fragment], jpeg: [UInt8]?) {
         var fragments: [Fragment] = []
+        var mp4Failure: (any Error)?
         if let mp4 {
-            _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
+            do { _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) } } catch { mp4Failure = error }
             fragments = made
             made.removeAll()
             for f in fragments {
@@ -89,6 +90,7 @@ public final class LiveFeed {
             decoder = nil
             latestJPEG = nil
         }
+        if let mp4Failure { throw mp4Failure }  // after the JPEG: one path failing never costs the other
         return (fragments, picture)
     }
 

@@ -110,13 +110,14 @@ public final class Recorder {
         if (d.codec == "rawvideo" && !keepsRawVideo) || transcode {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable;
             // compressed ones are decoded first.
-            let decoder = transcode ? try? VideoDecoder(d) : nil
+            let decoder = transcode ? try? VideoDecoder(d, size: d.width.flatMap { w in d.height.map { (w, $0) } }) : nil
+            // Frames per second from the stream's rate (30000/1001 is 30, 15/2 is 8).
+            let fps = max(1, Int((Double(d.frameRateNumerator ?? 25) / Double(max(1, d.frameRateDenominator ?? 1))).rounded()))
             guard let w = d.width, let h = d.height,
                   let format = transcode ? "yuv420p" : d.pixelFormat,
                   format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
                   decoder != nil || !transcode,
-                  let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: d.frameRateNumerator ?? 25,
-                                                  gop: 2 * (d.frameRateNumerator ?? 25), bitrate: videoBitrate) else {
+                  let encoder = try? VideoEncoder(codec: .h264, width: w, height: h, fps: fps, gop: 2 * fps, bitrate: videoBitrate) else {
                 rejectedStreams.append(transcode ? "video \(d.codec) (cannot decode it to encode H.264)" : "raw video in \(d.pixelFormat ?? "an unknown format")")
                 return false
             }
@@ -215,19 +216,39 @@ public final class Recorder {
         return try writePacket(stream: id, h, payload: payload)
     }
 
-    /// Decodes one compressed frame and encodes the picture (a frame the decoder rejects is skipped).
+    /// Headers of the frames inside a transcoding decoder, by sequence: a decoder may hold frames back
+    /// and reorder them, and each picture is stamped with its own frame's time.
+    private var decoding: [UInt32: [Int64: FrameHeader]] = [:]
+
+    /// Decodes one compressed frame and encodes the pictures the decoder gives back (a frame the
+    /// decoder rejects is skipped; a picture of another size is scaled to the encoder's).
     private func transcode(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ decoder: VideoDecoder,
                            _ encoder: VideoEncoder) throws(MediaError) -> Bool {
-        var pictures: [[UInt8]] = []
-        do {
-            try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: h.flags.contains(.discontinuity)) { p in
-                guard p.width == encoder.width, p.height == encoder.height else { return }  // a size change mid-stream
-                pictures.append(p.packed)
-            }
-        } catch let e as MediaError { throw e } catch { throw .unsupported("\(error)") }
+        let index = Int64(h.sequence)
+        decoding[id, default: [:]][index] = h
+        let pictures = collect(stream: id) { body in
+            try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: h.flags.contains(.discontinuity), index: index, body)
+        }
+        // Frames the decoder skipped or dropped never come back: keep only the latest few.
+        if let held = decoding[id], held.count > 64 { decoding[id] = held.filter { $0.key > index - 64 } }
+        return try encode(pictures, stream: id, encoder)
+    }
+
+    /// The decoded pictures `run` hands out, packed, each with its own frame's header.
+    private func collect(stream id: UInt32, _ run: ((VideoDecoder.Picture) throws -> Void) throws -> Void) -> [([UInt8], FrameHeader)] {
+        var pictures: [([UInt8], FrameHeader)] = []
+        try? run { p in
+            guard let i = p.index, var own = decoding[id]?.removeValue(forKey: i) else { return }
+            own.dts = own.pts  // encoded without B-frames: decode order is display order
+            pictures.append((p.packed, own))
+        }
+        return pictures
+    }
+
+    private func encode(_ pictures: [([UInt8], FrameHeader)], stream id: UInt32, _ encoder: VideoEncoder) throws(MediaError) -> Bool {
         var wrote = false
-        for picture in pictures {
-            let r = picture.withUnsafeBytes { b in Result { () throws(MediaError) in try encodeRaw(stream: id, h, payload: b, encoder) } }
+        for (picture, header) in pictures {
+            let r = picture.withUnsafeBytes { b in Result { () throws(MediaError) in try encodeRaw(stream: id, header, payload: b, encoder) } }
             if try r.get() { wrote = true }
         }
         return wrote
@@ -384,6 +405,11 @@ public final class Recorder {
                 _ = try? writeAudio(stream: id, packets, template: FrameHeader(stream: id, flags: .keyframe, sequence: 0, pts: 0, dts: 0,
                                                                              captureTime: 0, duration: 0, epoch: 0))
             }
+        }
+        for (id, decoder) in decoders {
+            // The pictures a transcoding decoder still holds go in before its encoder is flushed.
+            guard let encoder = encoders[id] else { continue }
+            _ = try? encode(collect(stream: id) { body in try decoder.drain(body) }, stream: id, encoder)
         }
         for (id, encoder) in encoders {
             for p in (try? encoder.flush()) ?? [] {

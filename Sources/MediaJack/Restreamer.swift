@@ -92,8 +92,9 @@ public final class Restreamer {
                 progress.connected = false
                 report("the streams ended; \(settings.url) finished (waiting for a publisher)")
             }
-        case .frame(let h, let payload, _):
+        case .frame(var h, let payload, let discontinuity):
             guard live[h.stream] != nil else { return }
+            if discontinuity { h.flags.insert(.discontinuity) }  // a decoder (transcoding) must not bridge a gap
             if output == nil {
                 guard Date() >= retryAt else { progress.missed += 1; return }
                 connect(report: report)

@@ -11,6 +11,9 @@ public final class VideoDecoder {
         public let width: Int
         public let height: Int
         public let planes: [(UnsafePointer<UInt8>, Int)]
+        /// The `index` given with the frame this picture was decoded from (a decoder may hold frames back
+        /// and reorder them), nil when the decoder lost track.
+        public let index: Int64?
 
         /// One contiguous I420 copy (Y, then U, then V, tightly packed): the decoder reuses its buffers.
         public var packed: [UInt8] {
@@ -31,8 +34,10 @@ public final class VideoDecoder {
     public let description: StreamDescription
     /// The output layout: I420 with video range (16-235, what displays expect) or full range (JPEG's).
     private let target: AVPixelFormat
+    /// The output size; nil keeps each picture's own.
+    private let size: (width: Int, height: Int)?
     private var converter: OpaquePointer?
-    private var converterInput: (Int32, Int32, Int32) = (-1, 0, 0)
+    private var converterInput: (Int32, Int32, Int32, Int32, Int32) = (-1, 0, 0, 0, 0)
     private var converted: UnsafeMutablePointer<AVFrame>?
     /// Waiting for a keyframe (at the start, and after a discontinuity).
     public private(set) var needsKeyframe = true
@@ -41,8 +46,10 @@ public final class VideoDecoder {
     public private(set) var corrupt = 0
 
     /// `fullRange`: pictures in JPEG's full range (0-255), for a JPEG encoder; else video range.
-    public init(_ d: StreamDescription, fullRange: Bool = false) throws(MediaError) {
+    /// `size`: scale every picture to this size (an encoder's), e.g. when the stream's size changes.
+    public init(_ d: StreamDescription, fullRange: Bool = false, size: (width: Int, height: Int)? = nil) throws(MediaError) {
         target = fullRange ? AV_PIX_FMT_YUVJ420P : AV_PIX_FMT_YUV420P
+        self.size = size
         guard d.kind == .video else { throw .unsupported("stream is \(d.kind.rawValue), not video") }
         guard let codec = avcodec_find_decoder_by_name(d.codec) else { throw .unsupported("this libavcodec cannot decode \(d.codec)") }
         core = try CodecCore(codec)
@@ -70,7 +77,8 @@ public final class VideoDecoder {
 
     /// Decodes one frame's payload; `body` gets each picture the decoder has ready (usually one).
     /// `keyframe` and `discontinuity` come from the bus: after a discontinuity decoding waits for a keyframe.
-    public func decode(_ payload: UnsafeRawBufferPointer, keyframe: Bool, discontinuity: Bool, _ body: (Picture) throws -> Void) throws {
+    public func decode(_ payload: UnsafeRawBufferPointer, keyframe: Bool, discontinuity: Bool, index: Int64? = nil,
+                       _ body: (Picture) throws -> Void) throws {
         if discontinuity && !description.allKeyframes { needsKeyframe = true }
         if needsKeyframe {
             guard keyframe || description.allKeyframes else { skipped += 1; return }
@@ -78,14 +86,28 @@ public final class VideoDecoder {
             needsKeyframe = false
         }
         guard payload.count > 0 else { return }
-        let packet = core.packet, frame = core.frame
+        let packet = core.packet
         try MediaError.check("av_new_packet", av_new_packet(packet, Int32(payload.count)))
         packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count)
         if keyframe { packet.pointee.flags |= cm_packet_flag_key() }
+        packet.pointee.pts = index ?? cm_no_pts()
         let sent = avcodec_send_packet(context, packet)
         av_packet_unref(packet)
         // A corrupt packet is the decoder's to skip: the stream goes on, from the next keyframe.
         if sent < 0 && sent != cm_error_again() { corrupt += 1; needsKeyframe = !description.allKeyframes; return }
+        try receive(body)
+    }
+
+    /// The pictures the decoder still holds (at the end of a stream).
+    public func drain(_ body: (Picture) throws -> Void) throws {
+        guard !needsKeyframe else { return }
+        _ = avcodec_send_packet(context, nil)
+        try receive(body)
+        avcodec_flush_buffers(context)
+    }
+
+    private func receive(_ body: (Picture) throws -> Void) throws {
+        let frame = core.frame
         while true {
             let r = avcodec_receive_frame(context, frame)
             if r == cm_error_again() || r == cm_error_eof() { break }
@@ -100,24 +122,29 @@ public final class VideoDecoder {
     private func picture(_ f: UnsafeMutablePointer<AVFrame>) throws(MediaError) -> Picture {
         let w = f.pointee.width, h = f.pointee.height
         let format = f.pointee.format
-        if format == target.rawValue {
-            return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(f, Int32($0))!), Int(cm_frame_stride(f, Int32($0)))) })
+        let ow = Int32(size?.width ?? Int(w)), oh = Int32(size?.height ?? Int(h))
+        let stamp = f.pointee.best_effort_timestamp
+        let index = stamp == cm_no_pts() ? nil : stamp
+        if format == target.rawValue && (ow, oh) == (w, h) {
+            return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(f, Int32($0))!), Int(cm_frame_stride(f, Int32($0)))) },
+                           index: index)
         }
-        if converter == nil || converterInput != (format, w, h) {
+        if converter == nil || converterInput != (format, w, h, ow, oh) {
             sws_freeContext(converter)
-            converter = sws_getContext(w, h, AVPixelFormat(rawValue: format), w, h, target, Int32(SWS_BILINEAR), nil, nil, nil)
+            converter = sws_getContext(w, h, AVPixelFormat(rawValue: format), ow, oh, target, Int32(SWS_BILINEAR), nil, nil, nil)
             guard converter != nil else { throw .unsupported("libswscale cannot convert \(String(cString: av_get_pix_fmt_name(AVPixelFormat(rawValue: format)))) pictures") }
             av_frame_free(&converted)
             converted = av_frame_alloc()
             guard let c = converted else { throw .unsupported("out of memory") }
             c.pointee.format = target.rawValue
-            c.pointee.width = w
-            c.pointee.height = h
+            c.pointee.width = ow
+            c.pointee.height = oh
             try MediaError.check("av_frame_get_buffer", av_frame_get_buffer(c, 0))
-            converterInput = (format, w, h)
+            converterInput = (format, w, h, ow, oh)
         }
         let c = converted!
         try MediaError.check("sws_scale_frame", sws_scale_frame(converter, c, f))
-        return Picture(width: Int(w), height: Int(h), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(c, Int32($0))!), Int(cm_frame_stride(c, Int32($0)))) })
+        return Picture(width: Int(ow), height: Int(oh), planes: (0..<3).map { (UnsafePointer(cm_frame_plane(c, Int32($0))!), Int(cm_frame_stride(c, Int32($0)))) },
+                       index: index)
     }
 }

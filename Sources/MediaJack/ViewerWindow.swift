@@ -158,10 +158,11 @@ public final class ViewerWindow {
     }
 
     private func upload(_ p: LiveViewer.Picture) {
-        if texture == nil || textureSize != (p.width, p.height) {
+        if textureSize != (p.width, p.height) {  // a size that failed once is not retried every picture
             if let texture { SDL_DestroyTexture(texture) }
             texture = SDL_CreateTexture(renderer, SDL_PIXELFORMAT_IYUV.rawValue, Int32(SDL_TEXTUREACCESS_STREAMING.rawValue), Int32(p.width), Int32(p.height))
             textureSize = (p.width, p.height)
+            if texture == nil { report("cannot show \(p.width)x\(p.height) pictures: \(String(cString: SDL_GetError()))") }
         }
         guard let texture else { return }
         let cw = (p.width + 1) / 2, ch = (p.height + 1) / 2

@@ -121,6 +121,30 @@ final class RestreamTests: MediaScriptTestCase {
         assertConsecutive(try await frames(dir + "/out.ts"), atLeast: 100, "H.264 re-encoded", gop: 1)
     }
 
+    func testReencodingKeepsBFramesInOrderAtAFractionalRate() async throws {
+        // A file with B-frames at 30000/1001 fps (the test picture re-encoded by ffmpeg): the decoder hands
+        // pictures back reordered and late; each must keep its own time, and keyframes follow the real rate.
+        let r = try await script("""
+            mediajack publish test:video bus --encode h264 --gop 25 --frames 160 > pub1.log 2>&1 &
+            waitbus
+            mediajack record bus source.mkv > rec.log 2>&1
+            ffmpeg -v error -y -r 30000/1001 -i source.mkv -c:v libx264 -preset ultrafast -bf 3 -g 30 -pix_fmt yuv420p bframes.mp4
+            mediajack publish file:bframes.mp4 bus > pub2.log 2>&1 &
+            waitbus
+            mediajack restream bus out.ts --format mpegts --encode h264 --until-end > restream.log 2>&1
+            """)
+        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        let bframes = try await TestSupport.runTool("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "stream=has_b_frames",
+                                                                           "-of", "csv=p=0", dir + "/bframes.mp4"])
+        XCTAssertNotEqual(bframes.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines), "0", "the source has B-frames")
+        let source = try await frames(dir + "/bframes.mp4"), out = try await frames(dir + "/out.ts")
+        XCTAssertGreaterThan(out.count, source.count * 3 / 4, "most of the file went out")
+        if let first = out.first { XCTAssertEqual(out, Array(first..<(first + UInt32(out.count))), "every picture in display order, none lost") }
+        let keys = try await TestSupport.runTool("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "v", "-skip_frame", "nokey", "-show_entries",
+                                                                        "frame=pts", "-of", "csv=p=0", dir + "/out.ts"])
+        XCTAssertGreaterThanOrEqual(keys.standardOutput.split(separator: "\n").count, 2, "a keyframe every 2 s at the real rate")
+    }
+
     func testRTMPToNginxReconnectsWhenTheServerComesBack() async throws {
         let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
         try XCTSkipUnless(FileManager.default.fileExists(atPath: module), "nginx's RTMP module missing: scripts/setup installs libnginx-mod-rtmp")
