@@ -24,11 +24,7 @@ public final class AudioDecoder {
         ctx.pointee.sample_rate = Int32(d.sampleRate ?? 48_000)
         av_channel_layout_default(&ctx.pointee.ch_layout, Int32(d.channels ?? 2))
         ctx.pointee.time_base = AVRational(num: 1, den: ctx.pointee.sample_rate)
-        if !d.extradata.isEmpty {
-            ctx.pointee.extradata = av_mallocz(d.extradata.count + Int(AV_INPUT_BUFFER_PADDING_SIZE)).assumingMemoryBound(to: UInt8.self)
-            d.extradata.withUnsafeBytes { ctx.pointee.extradata.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: $0.count) }
-            ctx.pointee.extradata_size = Int32(d.extradata.count)
-        }
+        core.setExtradata(d.extradata)
         try MediaError.check("avcodec_open2(\(d.codec))", avcodec_open2(ctx, codec, nil))
     }
 

@@ -26,6 +26,14 @@ final class CodecCore {
         av_packet_free(&p)
     }
 
+    /// Gives a decoder the stream's extradata (libav wants it padded and owns it from here).
+    func setExtradata(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        context.pointee.extradata = av_mallocz(bytes.count + Int(AV_INPUT_BUFFER_PADDING_SIZE)).assumingMemoryBound(to: UInt8.self)
+        bytes.withUnsafeBytes { context.pointee.extradata.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: $0.count) }
+        context.pointee.extradata_size = Int32(bytes.count)
+    }
+
     /// Codec extradata (SPS/PPS for H.264, AudioSpecificConfig for AAC).
     var extradata: [UInt8] {
         guard let e = context.pointee.extradata, context.pointee.extradata_size > 0 else { return [] }

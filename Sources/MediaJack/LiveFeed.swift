@@ -104,13 +104,7 @@ public final class LiveFeed {
                     jpegEncoder = try VideoEncoder(codec: .mjpeg, width: p.width, height: p.height, fps: 25, gop: 1, bitrate: 8_000_000)
                 }
                 jpegIndex += 1
-                let packets = try jpegEncoder!.encode(index: jpegIndex) { planes in
-                    for (i, (dst, dstStride)) in planes.enumerated() {
-                        let (src, srcStride) = p.planes[i]
-                        let rows = i == 0 ? p.height : (p.height + 1) / 2, width = i == 0 ? p.width : (p.width + 1) / 2
-                        for y in 0..<rows { (dst + y * dstStride).update(from: src + y * srcStride, count: width) }
-                    }
-                }
+                let packets = try jpegEncoder!.encode(index: jpegIndex) { p.copy(into: $0) }
                 if let last = packets.last { out = last.bytes }
             }
         }

@@ -78,22 +78,26 @@ public final class LiveViewer: @unchecked Sendable {
 
     private func run() {
         var decoder: VideoDecoder?
-        var playing: UInt32?
-        var videos: [(id: UInt32, description: StreamDescription)] = []  // live video streams, oldest first
+        var choice = VideoStreamChoice(wanted: wanted)
         var serial = 0
+        /// Shows `id`, or the next live stream when it cannot be shown; false when none can.
         func show(_ id: UInt32, _ d: StreamDescription) -> Bool {
-            do {
-                decoder = try VideoDecoder(d)
-                playing = id
-                lock.withLock { description = d; counters.streams += 1 }
-                report("showing stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)")
-                set(.waitingForKeyframe)
-                return true
-            } catch {
-                report("cannot show stream \(id): \(error)")
-                videos.removeAll { $0.id == id }
-                return false
+            var candidate: (id: UInt32, description: StreamDescription)? = (id, d)
+            while let (id, d) = candidate {
+                do {
+                    decoder = try VideoDecoder(d)
+                    lock.withLock { description = d; counters.streams += 1 }
+                    report("showing stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)")
+                    set(.waitingForKeyframe)
+                    return true
+                } catch {
+                    report("cannot show stream \(id): \(error)")
+                    choice.drop(id)
+                    candidate = choice.next()
+                }
             }
+            decoder = nil
+            return false
         }
         report("\(State.waitingForPublisher.rawValue)")
         do {
@@ -101,12 +105,9 @@ public final class LiveViewer: @unchecked Sendable {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
-                    guard d.kind == .video, wanted.map({ $0 == id }) ?? true else { continue }
-                    videos.removeAll { $0.id == id }
-                    videos.append((id, d))
-                    if playing == nil || playing == id { _ = show(id, d) }
+                    if choice.added(id, d) { _ = show(id, d) }
                 case .frame(let h, let payload, let discontinuity):
-                    guard h.stream == playing, let decoder else { continue }
+                    guard h.stream == choice.current, let decoder else { continue }
                     if discontinuity { lock.withLock { counters.gaps = consumer.gaps } }
                     let skippedBefore = decoder.skipped, corruptBefore = decoder.corrupt
                     do {
@@ -133,13 +134,10 @@ public final class LiveViewer: @unchecked Sendable {
                         set(.playing)
                     }
                 case .endOfStream(let id):
-                    videos.removeAll { $0.id == id }
-                    guard id == playing else { continue }
-                    playing = nil
+                    guard choice.ended(id) else { continue }
                     decoder = nil
                     // Another publisher's video still live on the bus: show that one (from its next keyframe).
-                    while playing == nil, let next = videos.first { _ = show(next.id, next.description) }
-                    if playing == nil { set(.ended) }
+                    if !(choice.next().map { show($0.id, $0.description) } ?? false) { set(.ended) }
                 }
             }
         } catch {

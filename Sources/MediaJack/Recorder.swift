@@ -110,7 +110,8 @@ public final class Recorder {
         if (d.codec == "rawvideo" && !keepsRawVideo) || transcode {
             // Raw pictures are encoded once here (H.264), so the file stays small and playable;
             // compressed ones are decoded first.
-            let decoder = transcode ? try? VideoDecoder(d, size: d.width.flatMap { w in d.height.map { (w, $0) } }) : nil
+            // A picture of another size (a publisher back at a new size) is scaled to the encoder's.
+            let decoder = transcode ? try? VideoDecoder(d, size: (d.width ?? 0, d.height ?? 0)) : nil
             // Frames per second from the stream's rate (30000/1001 is 30, 15/2 is 8).
             let fps = max(1, Int((Double(d.frameRateNumerator ?? 25) / Double(max(1, d.frameRateDenominator ?? 1))).rounded()))
             guard let w = d.width, let h = d.height,
@@ -201,10 +202,13 @@ public final class Recorder {
     }
 
     /// Writes one frame. Frames before the first video keyframe are skipped, so the file starts
-    /// decodable; returns whether the frame was written.
+    /// decodable; returns whether the frame was written. `discontinuity`: this consumer lost frames
+    /// before this one (a transcoding decoder then waits for a keyframe instead of bridging the gap).
     @discardableResult
-    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
-        if let decoder = decoders[id], let encoder = encoders[id] { return try transcode(stream: id, h, payload: payload, decoder, encoder) }
+    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool = false) throws(MediaError) -> Bool {
+        if let decoder = decoders[id], let encoder = encoders[id] {
+            return try transcode(stream: id, h, payload: payload, discontinuity: discontinuity || h.flags.contains(.discontinuity), decoder, encoder)
+        }
         if let encoder = encoders[id] { return try encodeRaw(stream: id, h, payload: payload, encoder) }
         if let encoder = audioEncoders[id] {
             if origin == nil && hasVideo {
@@ -222,12 +226,12 @@ public final class Recorder {
 
     /// Decodes one compressed frame and encodes the pictures the decoder gives back (a frame the
     /// decoder rejects is skipped; a picture of another size is scaled to the encoder's).
-    private func transcode(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, _ decoder: VideoDecoder,
-                           _ encoder: VideoEncoder) throws(MediaError) -> Bool {
+    private func transcode(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool,
+                           _ decoder: VideoDecoder, _ encoder: VideoEncoder) throws(MediaError) -> Bool {
         let index = Int64(h.sequence)
         decoding[id, default: [:]][index] = h
         let pictures = collect(stream: id) { body in
-            try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: h.flags.contains(.discontinuity), index: index, body)
+            try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity, index: index, body)
         }
         // Frames the decoder skipped or dropped never come back: keep only the latest few.
         if let held = decoding[id], held.count > 64 { decoding[id] = held.filter { $0.key > index - 64 } }
@@ -347,21 +351,15 @@ public final class Recorder {
         }
         lastDecodeTick[index] = packet.pointee.dts
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
+        // Live: one fragment per frame, handed out at once (no interleaving queue, no waiting for a GOP).
+        var r = live == nil ? av_interleaved_write_frame(context, packet) : av_write_frame(context, packet)
+        av_packet_unref(packet)
+        if live != nil && r >= 0 { r = av_write_frame(context, nil) }  // frag_custom: this ends the fragment
+        guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
         if let live {
-            // One fragment per frame, handed out at once: no interleaving queue, no waiting for a GOP.
-            var r = av_write_frame(context, packet)
-            av_packet_unref(packet)
-            if r >= 0 { r = av_write_frame(context, nil) }
-            guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
             avio_flush(context.pointee.pb)
             live.output(.fragment(live.take(), keyframe: h.flags.contains(.keyframe)))
-            frames += 1
-            bytes += payload.count
-            return true
         }
-        let r = av_interleaved_write_frame(context, packet)
-        av_packet_unref(packet)
-        guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
         frames += 1
         bytes += payload.count
         return true
@@ -429,8 +427,9 @@ private final class LiveOutput {
     init(_ output: @escaping (Recorder.LiveChunk) -> Void) { self.output = output }
 
     func take() -> [UInt8] {
-        defer { pending.removeAll(keepingCapacity: true) }
-        return pending
+        let out = pending
+        pending = []  // a fresh buffer: the handed-out bytes keep theirs (no copy either way)
+        return out
     }
 
     static let write: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<UInt8>?, Int32) -> Int32 = { opaque, bytes, length in

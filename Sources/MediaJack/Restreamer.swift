@@ -92,16 +92,15 @@ public final class Restreamer {
                 progress.connected = false
                 report("the streams ended; \(settings.url) finished (waiting for a publisher)")
             }
-        case .frame(var h, let payload, let discontinuity):
+        case .frame(let h, let payload, let discontinuity):
             guard live[h.stream] != nil else { return }
-            if discontinuity { h.flags.insert(.discontinuity) }  // a decoder (transcoding) must not bridge a gap
             if output == nil {
                 guard Date() >= retryAt else { progress.missed += 1; return }
                 connect(report: report)
             }
             guard let output else { progress.missed += 1; return }
             do {
-                let wrote = try payload.withUnsafeBytes { b in try output.write(stream: h.stream, h, payload: b) }
+                let wrote = try payload.withUnsafeBytes { b in try output.write(stream: h.stream, h, payload: b, discontinuity: discontinuity) }
                 if wrote {
                     if !progress.connected {
                         progress.connected = true

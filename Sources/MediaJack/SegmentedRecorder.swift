@@ -76,17 +76,17 @@ public final class SegmentedRecorder {
         return false
     }
 
-    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) {
+    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool = false) throws(MediaError) {
         guard let target = writtenAs[id], var c = current else { return }
         if let s = segmentSeconds, live[id]?.kind == .video, h.flags.contains(.keyframe), (c.position(of: h) ?? 0) >= s {
             try rotate()
             c = current!
         }
-        try c.write(stream: writtenAs[id] ?? target, h, payload: payload)
+        try c.write(stream: writtenAs[id] ?? target, h, payload: payload, discontinuity: discontinuity)
     }
 
-    public func write(stream id: UInt32, _ h: FrameHeader, bytes: [UInt8]) throws(MediaError) {
-        let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try write(stream: id, h, payload: b) } }
+    public func write(stream id: UInt32, _ h: FrameHeader, bytes: [UInt8], discontinuity: Bool = false) throws(MediaError) {
+        let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try write(stream: id, h, payload: b, discontinuity: discontinuity) } }
         try r.get()
     }
 

@@ -1,3 +1,5 @@
+import Glibc
+
 /// The machine-readable test picture: a block barcode of the frame number and capture time drawn
 /// into the luma plane, so tests can check order, loss and latency after encoding and decoding.
 ///
@@ -59,6 +61,14 @@ public enum TestPattern {
                     row[x] = inBar ? 200 : UInt8(truncatingIfNeeded: 40 + ((x + y + shift) & 127))
                 }
             }
+        }
+    }
+
+    /// The whole test picture into I420 planes (Y, U, V with their strides): luma as `drawLuma`, neutral chroma.
+    public static func drawI420(_ stamp: Stamp, into planes: [(UnsafeMutablePointer<UInt8>, Int)], width: Int, height: Int) {
+        drawLuma(stamp, into: planes[0].0, stride: planes[0].1, width: width, height: height)
+        for plane in planes.dropFirst() {
+            for y in 0..<(height / 2) { memset(plane.0 + y * plane.1, 128, width / 2) }
         }
     }
 

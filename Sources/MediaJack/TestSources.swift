@@ -64,12 +64,7 @@ public enum TestSource {
             let stamp = TestPattern.Stamp(frame: UInt32(truncatingIfNeeded: n), captureMilliseconds: UInt64(wall / 1_000_000))
             if let encoder {
                 captures[n] = (mono, wall)
-                let packets = try encoder.encode(index: n) { planes in
-                    TestPattern.drawLuma(stamp, into: planes[0].0, stride: planes[0].1, width: s.width, height: s.height)
-                    for plane in planes.dropFirst() {
-                        for y in 0..<(s.height / 2) { memset(plane.0 + y * plane.1, 128, s.width / 2) }
-                    }
-                }
+                let packets = try encoder.encode(index: n) { TestPattern.drawI420(stamp, into: $0, width: s.width, height: s.height) }
                 for packet in packets { try publishPacket(packet) }
             } else if s.pixelFormat == "yuyv422" {
                 // Packed Y0 U Y1 V: draw the luma once, then interleave it with neutral chroma.

@@ -19,12 +19,17 @@ public final class VideoDecoder {
         public var packed: [UInt8] {
             let cw = (width + 1) / 2, ch = (height + 1) / 2
             return [UInt8](unsafeUninitializedCapacity: width * height + 2 * cw * ch) { out, count in
-                var o = 0
-                for (i, (src, stride)) in planes.enumerated() {
-                    let w = i == 0 ? width : cw, rows = i == 0 ? height : ch
-                    for y in 0..<rows { (out.baseAddress! + o).update(from: src + y * stride, count: w); o += w }
-                }
-                count = o
+                let base = out.baseAddress!
+                copy(into: [(base, width), (base + width * height, cw), (base + width * height + cw * ch, cw)])
+                count = width * height + 2 * cw * ch
+            }
+        }
+
+        /// Copies the three planes into `planes` (pointer and stride each, e.g. an encoder's frame).
+        public func copy(into planes: [(UnsafeMutablePointer<UInt8>, Int)]) {
+            for (i, ((src, srcStride), (dst, dstStride))) in zip(self.planes, planes).enumerated() {
+                let w = i == 0 ? width : (width + 1) / 2, rows = i == 0 ? height : (height + 1) / 2
+                for y in 0..<rows { (dst + y * dstStride).update(from: src + y * srcStride, count: w) }
             }
         }
     }
@@ -62,11 +67,7 @@ public final class VideoDecoder {
             ctx.pointee.codec_tag = avcodec_pix_fmt_to_codec_tag(av_get_pix_fmt(pf))
         }
         ctx.pointee.thread_count = 1  // frame threads would add a frame of delay per thread
-        if !d.extradata.isEmpty {
-            ctx.pointee.extradata = av_mallocz(d.extradata.count + Int(AV_INPUT_BUFFER_PADDING_SIZE)).assumingMemoryBound(to: UInt8.self)
-            d.extradata.withUnsafeBytes { ctx.pointee.extradata.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: $0.count) }
-            ctx.pointee.extradata_size = Int32(d.extradata.count)
-        }
+        core.setExtradata(d.extradata)
         try MediaError.check("avcodec_open2(\(d.codec))", avcodec_open2(ctx, codec, nil))
     }
 

@@ -30,10 +30,7 @@ enum ViewerBench {
         var packets: [(FrameHeader, [UInt8])] = []
         for n in 0..<Int64(frames) {
             let stamp = TestPattern.Stamp(frame: UInt32(n), captureMilliseconds: 0)
-            for p in try encoder.encode(index: n, draw: { planes in
-                TestPattern.drawLuma(stamp, into: planes[0].0, stride: planes[0].1, width: w, height: h)
-                for plane in planes.dropFirst() { for y in 0..<(h / 2) { memset(plane.0 + y * plane.1, 128, w / 2) } }
-            }) {
+            for p in try encoder.encode(index: n, draw: { TestPattern.drawI420(stamp, into: $0, width: w, height: h) }) {
                 let t = p.index * 33_333_333
                 packets.append((FrameHeader(stream: 1, flags: p.keyframe ? .keyframe : [], sequence: UInt64(p.index), pts: t, dts: t,
                                             captureTime: 0, duration: 33_333_333, epoch: 1), p.bytes))

@@ -62,10 +62,9 @@ struct Record: ParsableCommand {
                             FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
                         }
                     }
-                case .frame(var h, let payload, let discontinuity):
+                case .frame(let h, let payload, let discontinuity):
                     guard open.contains(h.stream) else { continue }
-                    if discontinuity { h.flags.insert(.discontinuity) }  // a decoder (transcoding) must not bridge a gap
-                    try recorder.write(stream: h.stream, h, bytes: payload)
+                    try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity)
                     if let duration, recorder.duration >= duration { ended = true }
                 case .endOfStream(let id):
                     open.remove(id)

@@ -68,7 +68,7 @@ struct Serve: ParsableCommand {
             FileHandle.standardOutput.write(Data("serving \(bus) on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/\n".utf8))
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var feed: LiveFeed?
-            var videos: [(id: UInt32, description: StreamDescription)] = []  // live video streams, oldest first
+            var choice = VideoStreamChoice(wanted: stream)
             var frames = 0, failures = 0, cutOff = 0
             var line = ProgressLine()
             func serve(_ id: UInt32, _ d: StreamDescription) {
@@ -83,6 +83,7 @@ struct Serve: ParsableCommand {
                     say("serving stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0) (\(how))")
                 } catch {
                     hub.ended()  // nobody may keep watching the stream this one replaced
+                    choice.drop(id)
                     say("cannot serve stream \(id): \(error)")
                 }
             }
@@ -96,10 +97,7 @@ struct Serve: ParsableCommand {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
-                    guard d.kind == .video, stream.map({ $0 == id }) ?? true else { continue }
-                    videos.removeAll { $0.id == id }
-                    videos.append((id, d))
-                    if feed == nil || feed?.stream == id { serve(id, d) }
+                    if choice.added(id, d) { serve(id, d) }
                 case .frame(let h, let payload, let discontinuity):
                     guard let f = feed, h.stream == f.stream else { continue }
                     do {
@@ -111,14 +109,13 @@ struct Serve: ParsableCommand {
                         if failures <= 5 { say("frame \(h.sequence) of stream \(h.stream) skipped: \(error)") }
                     }
                 case .endOfStream(let id):
-                    videos.removeAll { $0.id == id }
-                    guard feed?.stream == id else { continue }
+                    guard choice.ended(id) else { continue }
                     feed?.finish()
                     feed = nil
                     hub.ended()
                     say("stream \(id) ended")
                     // Another publisher's video still live on the bus: serve that one from its next keyframe.
-                    if let next = videos.first { serve(next.id, next.description) } else { say("waiting for a publisher") }
+                    if let next = choice.next() { serve(next.id, next.description) } else { say("waiting for a publisher") }
                 }
             }
             line.end()

@@ -45,15 +45,10 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             respond(context, .ok, type: "application/json", status())
         case "/stream.mp4", "/stream.mjpeg":
             let kind: ServeHub.Kind = path == "/stream.mp4" ? .mp4 : .mjpeg
-            let snapshot = hub.snapshot
-            let unavailable = snapshot.stream == nil ? "no video stream on \(hub.busPath) yet"
-                : kind == .mp4 && !snapshot.offersMP4 ? "this stream (\(snapshot.description?.codec ?? "?")) is served as /stream.mjpeg only"
-                : kind == .mp4 && (snapshot.initialization == nil || snapshot.sinceKeyframe.isEmpty) ? "waiting for the next keyframe"
-                : nil
+            let unavailable = hub.snapshot.unavailable(for: kind, bus: hub.busPath)
             if head.method == .HEAD {
                 // What a GET would start with, without joining.
-                let type = kind == .mp4 ? "video/mp4" : "multipart/x-mixed-replace; boundary=\(ServeHub.boundary)"
-                return unavailable == nil ? respond(context, .ok, type: type, [], head: true)
+                return unavailable == nil ? respond(context, .ok, type: kind.contentType, [], head: true)
                     : respond(context, .serviceUnavailable, type: "text/plain", [], retry: true, head: true)
             }
             if unavailable != nil || !hub.join(context.channel, kind: kind) {
@@ -75,7 +70,7 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             if let mime = s.mime { entry["mime"] = mime }
             // mse: this stream comes as fMP4; ready: it can be joined now (its first keyframe was seen).
             entry["mse"] = s.offersMP4
-            entry["ready"] = s.offersMP4 ? s.initialization != nil && !s.sinceKeyframe.isEmpty : s.stream != nil
+            entry["ready"] = s.unavailable(for: s.offersMP4 ? .mp4 : .mjpeg, bus: hub.busPath) == nil
             streams.append(entry)
         }
         let body: [String: Any] = ["bus": hub.busPath, "state": s.stream == nil ? "waiting" : "live", "streams": streams, "clients": hub.clientCount]

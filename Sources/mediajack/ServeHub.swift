@@ -10,7 +10,10 @@ import Synchronization
 /// client that falls too far behind (a stalled tab, a slow link) is disconnected, never waited for:
 /// its page reconnects and starts again at a keyframe.
 final class ServeHub: Sendable {
-    enum Kind: Sendable { case mp4, mjpeg }
+    enum Kind: Sendable {
+        case mp4, mjpeg
+        var contentType: String { self == .mp4 ? "video/mp4" : "multipart/x-mixed-replace; boundary=\(ServeHub.boundary)" }
+    }
 
     /// Per-client bytes queued and not yet sent above which the client is cut off.
     let backlogLimit: Int
@@ -32,6 +35,14 @@ final class ServeHub: Sendable {
         var mime: String?
         var sinceKeyframe: [LiveFeed.Fragment] = []
         var latestJPEG: [UInt8]?
+
+        /// Why a viewer of `kind` cannot start now; nil when it can.
+        func unavailable(for kind: Kind, bus: String) -> String? {
+            guard stream != nil else { return "no video stream on \(bus) yet" }
+            guard kind == .mp4 else { return nil }
+            guard offersMP4 else { return "this stream (\(description?.codec ?? "?")) is served as /stream.mjpeg only" }
+            return initialization == nil || sinceKeyframe.isEmpty ? "waiting for the next keyframe" : nil
+        }
     }
 
     private struct State {
@@ -60,19 +71,14 @@ final class ServeHub: Sendable {
     // MARK: The bus side
 
     /// A new stream replaces the old one: every client's response ends (its page starts again).
-    func started(_ feed: LiveFeed) {
-        let old = state.withLock { s -> [Client] in
-            s.feed = Snapshot(stream: feed.stream, description: feed.description, offersMP4: feed.offersMP4)
-            defer { s.clients.removeAll() }
-            return Array(s.clients.values)
-        }
-        for c in old { Self.end(c.channel) }
-    }
+    func started(_ feed: LiveFeed) { reset(to: Snapshot(stream: feed.stream, description: feed.description, offersMP4: feed.offersMP4)) }
 
     /// The stream ended: responses end, the pages show "stream ended" and wait for the next one.
-    func ended() {
+    func ended() { reset(to: Snapshot()) }
+
+    private func reset(to snapshot: Snapshot) {
         let old = state.withLock { s -> [Client] in
-            s.feed = Snapshot()
+            s.feed = snapshot
             defer { s.clients.removeAll() }
             return Array(s.clients.values)
         }
@@ -93,12 +99,7 @@ final class ServeHub: Sendable {
         let mp4 = fragments.map { ByteBuffer(bytes: $0.bytes) }
         let picture = jpeg.map { ByteBuffer(bytes: Self.part($0)) }
         eventLoop.execute { [self] in
-            for c in targets {
-                switch c.kind {
-                case .mp4: for f in mp4 { send(f, to: c.channel) }
-                case .mjpeg: if let picture { send(picture, to: c.channel) }
-                }
-            }
+            send(targets.map { c in (c, c.kind == .mp4 ? mp4 : picture.map { [$0] } ?? []) })
         }
     }
 
@@ -110,22 +111,17 @@ final class ServeHub: Sendable {
     /// Returns false when there is nothing to watch yet.
     func join(_ channel: any Channel, kind: Kind) -> Bool {
         let start: [[UInt8]]? = state.withLock { s in
+            guard s.feed.unavailable(for: kind, bus: busPath) == nil else { return nil }
+            s.clients[ObjectIdentifier(channel)] = Client(channel: channel, kind: kind)
+            s.served += 1
             switch kind {
-            case .mp4:
-                guard let i = s.feed.initialization, !s.feed.sinceKeyframe.isEmpty else { return nil }
-                s.clients[ObjectIdentifier(channel)] = Client(channel: channel, kind: kind)
-                s.served += 1
-                return [i] + s.feed.sinceKeyframe.map(\.bytes)
-            case .mjpeg:
-                guard s.feed.stream != nil else { return nil }
-                s.clients[ObjectIdentifier(channel)] = Client(channel: channel, kind: kind)
-                s.served += 1
-                return s.feed.latestJPEG.map { [Self.part($0)] } ?? []
+            case .mp4: return [s.feed.initialization!] + s.feed.sinceKeyframe.map(\.bytes)
+            case .mjpeg: return s.feed.latestJPEG.map { [Self.part($0)] } ?? []
             }
         }
         guard let start else { return false }
         var head = HTTPResponseHead(version: .http1_1, status: .ok)
-        head.headers.add(name: "Content-Type", value: kind == .mp4 ? "video/mp4" : "multipart/x-mixed-replace; boundary=\(Self.boundary)")
+        head.headers.add(name: "Content-Type", value: kind.contentType)
         head.headers.add(name: "Cache-Control", value: "no-store")
         head.headers.add(name: "Connection", value: "close")
         channel.write(HTTPServerResponsePart.head(head), promise: nil)
@@ -140,24 +136,35 @@ final class ServeHub: Sendable {
         state.withLock { _ = $0.clients.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
-    private func send(_ bytes: ByteBuffer, to channel: any Channel) {
-        let id = ObjectIdentifier(channel)
-        enum Verdict { case gone, tooFar, send }
-        let verdict = state.withLock { s -> Verdict in
-            guard var c = s.clients[id] else { return .gone }  // left or cut off meanwhile
-            c.inFlight += bytes.readableBytes
-            s.clients[id] = c
-            if c.inFlight > backlogLimit { s.clients.removeValue(forKey: id); s.cutOff += 1; return .tooFar }
-            return .send
+    /// Sends each client its buffers (on the event loop). Backlogs are counted under one lock for the
+    /// whole frame; a client past the limit is cut off instead.
+    private func send(_ deliveries: [(client: Client, buffers: [ByteBuffer])]) {
+        var cut: [any Channel] = []
+        let accepted = state.withLock { s -> [(any Channel, [ByteBuffer])] in
+            deliveries.compactMap { d in
+                let id = ObjectIdentifier(d.client.channel)
+                guard var c = s.clients[id], !d.buffers.isEmpty else { return nil }  // left or cut off meanwhile
+                c.inFlight += d.buffers.reduce(0) { $0 + $1.readableBytes }
+                if c.inFlight > backlogLimit {
+                    s.clients.removeValue(forKey: id)
+                    s.cutOff += 1
+                    cut.append(c.channel)
+                    return nil
+                }
+                s.clients[id] = c
+                return (c.channel, d.buffers)
+            }
         }
-        switch verdict {
-        case .gone: return
-        case .tooFar: channel.close(promise: nil); return
-        case .send: break
-        }
-        let n = bytes.readableBytes
-        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes))).whenComplete { [self] _ in
-            state.withLock { s in s.clients[id]?.inFlight -= n }
+        for channel in cut { channel.close(promise: nil) }
+        for (channel, buffers) in accepted {
+            let id = ObjectIdentifier(channel)
+            for b in buffers {
+                let n = b.readableBytes
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(b))).whenComplete { [self] _ in
+                    state.withLock { s in s.clients[id]?.inFlight -= n }
+                }
+            }
+            channel.flush()
         }
     }
 
