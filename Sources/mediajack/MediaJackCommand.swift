@@ -10,7 +10,7 @@ import MediaWire
 struct MediaJackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mediajack",
-        abstract: "Timestamped media frames on an IPN bus: publish sources, attach recorders, join and leave mid-stream.",
+        abstract: "Timestamped media frames on an IPN bus: publish sources; record, view, serve and restream them, joining and leaving mid-stream.",
         discussion: """
             A media bus is an IPN bus with the `media` policy: late joiners start at a keyframe (the publisher \
             replays its cached GOP to them), slow consumers skip to the next keyframe instead of getting \
@@ -20,6 +20,9 @@ struct MediaJackCommand: ParsableCommand {
               ipn create /tmp/cam --policy media --mtu 16777216 --persistent
               mediajack publish test:video /tmp/cam --encode h264 --size 1280x720 --fps 30 &
               mediajack record /tmp/cam out.mkv --duration 10
+              mediajack view /tmp/cam                                   # a window
+              mediajack serve /tmp/cam --listen 127.0.0.1:8080          # a page for browsers
+              mediajack restream /tmp/cam rtmp://live.example.com/app/KEY
               mediajack stat /tmp/cam
             """,
         subcommands: [Publish.self, Record.self, Play.self, View.self, Serve.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
