@@ -9,6 +9,15 @@ public final class ViewerWindow {
         public var shown = 0
         public var fps = 0.0
         public var latencyMilliseconds = 0.0
+        /// Capture-to-screen latency of the pictures shown (the latest 10,000), in milliseconds.
+        public var latencies: [Double] = []
+
+        /// The latency below which `fraction` of the shown pictures stayed (0.5: the median).
+        public func latency(percentile fraction: Double) -> Double? {
+            guard !latencies.isEmpty else { return nil }
+            let sorted = latencies.sorted()
+            return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
+        }
     }
 
     private let window: OpaquePointer
@@ -125,6 +134,8 @@ public final class ViewerWindow {
             lastSerial = p.serial
             stats.shown += 1
             stats.latencyMilliseconds = max(0, now * 1000 - Double(p.captureTime) / 1e6)
+            if stats.latencies.count >= 10_000 { stats.latencies.removeFirst(5_000) }
+            stats.latencies.append(stats.latencyMilliseconds)
             shownTimes.append(now)
         }
         shownTimes.removeAll { $0 < now - 1 }

@@ -75,6 +75,9 @@ struct View: ParsableCommand {
             audioThread?.wait()
             let c = viewer.current().counters
             print("showed \(window.stats.shown) pictures of \(c.decoded) decoded from \(c.streams) stream(s); \(c.dropped) dropped, \(c.gaps) gaps, \(c.corrupt) undecodable")
+            if let p50 = window.stats.latency(percentile: 0.5), let p99 = window.stats.latency(percentile: 0.99) {
+                print(String(format: "capture to screen: %.0f ms median, %.0f ms at the 99th percentile", p50, p99))
+            }
         } catch {
             throw fail(error)
         }

@@ -64,6 +64,7 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertGreaterThan(back2 ?? 0, back1 ?? .max, "and it advances")
         XCTAssertLessThan(back1 ?? .max, live1 ?? 0, "it is the new publisher's picture (its count started again)")
         XCTAssertTrue(file("view.out").contains("from 2 stream(s)"), file("view.out"))
+        XCTAssertTrue(file("view.out").contains("capture to screen: "), "the summary gives the latency: \(file("view.out"))")
         for state in ["waiting for a keyframe", "playing", "stream ended"] { XCTAssertTrue(file("view.err").contains(state), file("view.err")) }
     }
 
