@@ -76,6 +76,14 @@ final class AudioServerTests: DirectoryTestCase {
 
     func stat() -> String { (try? String(contentsOfFile: dir + "/stat.txt", encoding: .utf8)) ?? "" }
 
+    /// Server xruns in the last run (from the server's last line): the whole machine stalled longer than a
+    /// period, and the dummy clock skipped the periods it slept through, as a card's clock would.
+    func serverXruns() -> Int {
+        let log = (try? String(contentsOfFile: dir + "/server.log", encoding: .utf8)) ?? ""
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("server xruns") }) else { return 0 }
+        return Int(line.split(separator: ",").last?.split(separator: " ").first ?? "") ?? 0
+    }
+
     func testAplayOntoTheBusIsRecordedByArecordSampleExactly() async throws {
         try await noise("in.wav", seconds: 2, level: 0.3, seed: 7)
         let r = try await script("""
@@ -197,32 +205,42 @@ final class AudioServerTests: DirectoryTestCase {
     func testAKilledAndAStoppedClientDoNotDisturbTheOthers() async throws {
         try await noise("music.wav", seconds: 4, level: 0.3, seed: 4)
         try await noise("silence.wav", seconds: 6, level: 0, seed: 0)
-        let r = try await script("""
-            \(startServer())
-            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 6 out.wav &
-            rec=$!
-            aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
-            victim=$!
-            aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
-            sleeper=$!
-            sleep 0.3
-            aplay -q -D "ipn:BUS=$BUS" music.wav &
-            music=$!
-            sleep 1
-            kill -KILL $victim
-            kill -STOP $sleeper
-            sleep 1
-            kill -CONT $sleeper
-            wait $music || echo "the music player failed"
-            jackd-ipn stat "$BUS" > stat.txt
-            kill $sleeper 2>/dev/null
-            wait $rec
-            kill $server; wait $server
-            """)
-        XCTAssertEqual(r.standardOutput, "", "\(r)")
-        let music = try await samples("music.wav"), out = try await samples("out.wav")
-        let at = try XCTUnwrap(offset(of: music, in: out))
-        assertSame(out[(2 * at)..<(2 * at + music.count)], music, "no gap, no click: the others' silence was mixed or missed cleanly\n\(stat())")
+        // A run in which the machine itself stalled the server's clock (server xruns) says nothing about
+        // the clients: it is run again, up to three times. The last run must pass whatever happened.
+        for attempt in 1...3 {
+            let r = try await script("""
+                \(startServer())
+                arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 6 out.wav &
+                rec=$!
+                aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
+                victim=$!
+                aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
+                sleeper=$!
+                sleep 0.3
+                aplay -q -D "ipn:BUS=$BUS" music.wav &
+                music=$!
+                sleep 1
+                kill -KILL $victim
+                kill -STOP $sleeper
+                sleep 1
+                kill -CONT $sleeper
+                wait $music || echo "the music player failed"
+                jackd-ipn stat "$BUS" > stat.txt
+                kill $sleeper 2>/dev/null
+                wait $rec
+                kill $server; wait $server
+                """)
+            XCTAssertEqual(r.standardOutput, "", "\(r)")
+            let music = try await samples("music.wav"), out = try await samples("out.wav")
+            let at = try XCTUnwrap(offset(of: music, in: out))
+            let heard = out[(2 * at)..<(2 * at + music.count)]
+            if attempt < 3, !heard.elementsEqual(music), serverXruns() > 0 {
+                print("the machine stalled the server (\(serverXruns()) server xruns) in run \(attempt): running it again")
+                continue
+            }
+            assertSame(heard, music, "no gap, no click: the others' silence was mixed or missed cleanly\n\(stat())")
+            return
+        }
     }
 
     func testKillingTheServerGivesTheAppsAnError() async throws {
