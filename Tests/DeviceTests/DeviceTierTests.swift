@@ -327,7 +327,11 @@ struct VMRun: Sendable {
         var at: Int?
         var o = 0
         while o + 64 <= got.count { if got[o] == key[0] && Array(got[o..<(o + 64)]) == key { at = o - 4000; break }; o += 2 }
-        guard let at, at >= 0, at + want.count <= got.count else { return XCTFail("\(played) is not in \(recording)\n\(context)", line: line) }
+        guard let at, at >= 0, at + want.count <= got.count else {
+            let heard = got.filter { $0 != 0 }.count
+            return XCTFail("\(played) is not in \(recording) (\(got.count / 2) frames recorded, \(heard / 2) of them not silent; "
+                           + (at.map { "the noise starts at frame \($0 / 2) and runs past the end" } ?? "its start is not there") + ")\n\(context)", line: line)
+        }
         let bad = zip(got[at..<(at + want.count)], want).filter { $0.0 != $0.1 }.count
         XCTAssertEqual(bad, 0, "\(bad) samples of \(played) differ in \(recording)\n\(context)", line: line)
     }
@@ -426,14 +430,15 @@ struct VMRun: Sendable {
         start jackd.log jackd-ipn --bus /run/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 12
         waitfile jackd.log
         sleep 2
-        start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 4 card-out.wav
+        # Recordings of 6 s for 2.5 s of noise: an emulated CPU may start a program late.
+        start cardout-rec.log arecord -q -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 6 card-out.wav
         sleep 0.3
         run cardout-play.log aplay -q -D ipn:BUS=/run/jbus,LOOKAHEAD=8 noise-out.wav
-        sleep 2
-        start busin-rec.log arecord -q -D ipn:BUS=/run/jbus -B 1000000 -f S16_LE -r 48000 -c 2 -d 4 bus-in.wav
+        sleep 4
+        start busin-rec.log arecord -q -D ipn:BUS=/run/jbus -B 1000000 -f S16_LE -r 48000 -c 2 -d 6 bus-in.wav
         sleep 0.3
         run busin-play.log aplay -q -D hw:Loopback,1,5 noise-in.wav
-        sleep 2
+        sleep 4
         run jackd-stat.txt jackd-ipn stat /run/jbus
         pkill -INT jackd-ipn
         wait

@@ -25,7 +25,29 @@ final class AudioServerTests: DirectoryTestCase {
 
     /// Runs a shell script in the test directory with HOME there (so ALSA reads our .asoundrc) and the
     /// products on PATH. `fail` is a helper that the script can use to report.
+    /// Runs a scenario. A run in which the machine itself stalled the server's clock (server xruns in its
+    /// log: the dummy clock skipped the periods it slept through, as a card's would) says nothing about
+    /// the bus and is run again, three runs at most; the tests then judge the last run, whatever happened.
     func script(_ body: String, timeout: Int = 60) async throws -> TestSupport.Outcome {
+        var outcome = try await scriptOnce(body, timeout: timeout)
+        for run in 2...3 {
+            let stalls = serverXruns()
+            guard stalls > 0 else { break }
+            print("the machine stalled the server (\(stalls) server xruns): running the scenario again (run \(run))")
+            outcome = try await scriptOnce(body, timeout: timeout)
+        }
+        return outcome
+    }
+
+    /// Server xruns of the last run, from the server's last line.
+    func serverXruns() -> Int {
+        let log = (try? String(contentsOfFile: dir + "/server.log", encoding: .utf8)) ?? ""
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("server xruns") }) else { return 0 }
+        return Int(line.split(separator: ",").last?.split(separator: " ").first ?? "") ?? 0
+    }
+
+    private func scriptOnce(_ body: String, timeout: Int) async throws -> TestSupport.Outcome {
+        try? FileManager.default.removeItem(atPath: dir + "/server.log")
         let text = """
             set -u
             cd '\(dir)'
@@ -75,14 +97,6 @@ final class AudioServerTests: DirectoryTestCase {
     }
 
     func stat() -> String { (try? String(contentsOfFile: dir + "/stat.txt", encoding: .utf8)) ?? "" }
-
-    /// Server xruns in the last run (from the server's last line): the whole machine stalled longer than a
-    /// period, and the dummy clock skipped the periods it slept through, as a card's clock would.
-    func serverXruns() -> Int {
-        let log = (try? String(contentsOfFile: dir + "/server.log", encoding: .utf8)) ?? ""
-        guard let line = log.split(separator: "\n").last(where: { $0.contains("server xruns") }) else { return 0 }
-        return Int(line.split(separator: ",").last?.split(separator: " ").first ?? "") ?? 0
-    }
 
     func testAplayOntoTheBusIsRecordedByArecordSampleExactly() async throws {
         try await noise("in.wav", seconds: 2, level: 0.3, seed: 7)
@@ -205,42 +219,32 @@ final class AudioServerTests: DirectoryTestCase {
     func testAKilledAndAStoppedClientDoNotDisturbTheOthers() async throws {
         try await noise("music.wav", seconds: 4, level: 0.3, seed: 4)
         try await noise("silence.wav", seconds: 6, level: 0, seed: 0)
-        // A run in which the machine itself stalled the server's clock (server xruns) says nothing about
-        // the clients: it is run again, up to three times. The last run must pass whatever happened.
-        for attempt in 1...3 {
-            let r = try await script("""
-                \(startServer())
-                arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 6 out.wav &
-                rec=$!
-                aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
-                victim=$!
-                aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
-                sleeper=$!
-                sleep 0.3
-                aplay -q -D "ipn:BUS=$BUS" music.wav &
-                music=$!
-                sleep 1
-                kill -KILL $victim
-                kill -STOP $sleeper
-                sleep 1
-                kill -CONT $sleeper
-                wait $music || echo "the music player failed"
-                jackd-ipn stat "$BUS" > stat.txt
-                kill $sleeper 2>/dev/null
-                wait $rec
-                kill $server; wait $server
-                """)
-            XCTAssertEqual(r.standardOutput, "", "\(r)")
-            let music = try await samples("music.wav"), out = try await samples("out.wav")
-            let at = try XCTUnwrap(offset(of: music, in: out))
-            let heard = out[(2 * at)..<(2 * at + music.count)]
-            if attempt < 3, !heard.elementsEqual(music), serverXruns() > 0 {
-                print("the machine stalled the server (\(serverXruns()) server xruns) in run \(attempt): running it again")
-                continue
-            }
-            assertSame(heard, music, "no gap, no click: the others' silence was mixed or missed cleanly\n\(stat())")
-            return
-        }
+        let r = try await script("""
+            \(startServer())
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 6 out.wav &
+            rec=$!
+            aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
+            victim=$!
+            aplay -q -D "ipn:BUS=$BUS" silence.wav 2>/dev/null &
+            sleeper=$!
+            sleep 0.3
+            aplay -q -D "ipn:BUS=$BUS" music.wav &
+            music=$!
+            sleep 1
+            kill -KILL $victim
+            kill -STOP $sleeper
+            sleep 1
+            kill -CONT $sleeper
+            wait $music || echo "the music player failed"
+            jackd-ipn stat "$BUS" > stat.txt
+            kill $sleeper 2>/dev/null
+            wait $rec
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let music = try await samples("music.wav"), out = try await samples("out.wav")
+        let at = try XCTUnwrap(offset(of: music, in: out))
+        assertSame(out[(2 * at)..<(2 * at + music.count)], music, "no gap, no click: the others' silence was mixed or missed cleanly\n\(stat())")
     }
 
     func testKillingTheServerGivesTheAppsAnError() async throws {
