@@ -8,19 +8,26 @@ import XCTest
 /// playlist, and nginx's RTMP module (started here) going away and coming back. Every stream is
 /// decoded, and the barcode frame numbers show nothing was lost or reordered.
 final class RestreamTests: MediaScriptTestCase {
-    func testUDPMPEGTSReachesAnFFmpegReceiver() async throws {
-        let p = port
-        let r = try await script("""
-            ffmpeg -v error -y -i 'udp://127.0.0.1:\(p)?timeout=15000000' -t 4 -c copy udp.ts &
+    /// An ffmpeg receiver listening on `listen` (copying `seconds` of it into `file`), then a test camera
+    /// of `frames` frames restreamed to `send` until it ends.
+    func restreamToFFmpeg(listen: String, send: String, file: String, seconds: Int, frames: Int) async throws -> TestSupport.Outcome {
+        try await script("""
+            ffmpeg -v error -y -i '\(listen)' -t \(seconds) -c copy \(file) 2> receiver.log &
             receiver=$!
-            mediajack publish test:video bus --encode h264 --gop 25 --frames 150 > pub.log 2>&1 &
+            sleep 0.5
+            mediajack publish test:video bus --encode h264 --gop 25 --frames \(frames) > pub.log 2>&1 &
             waitbus
-            mediajack restream bus 'udp://127.0.0.1:\(p)' --until-end > restream.log 2>&1
+            mediajack restream bus '\(send)' --until-end > restream.log 2>&1
             wait $receiver
             """)
-        XCTAssertEqual(r.exitCode, 0, "\(r)")
-        let log = (try? String(contentsOfFile: dir + "/restream.log", encoding: .utf8)) ?? ""
-        XCTAssertTrue(log.contains("restreamed"), log)
+    }
+
+    func testUDPMPEGTSReachesAnFFmpegReceiver() async throws {
+        let p = port
+        let r = try await restreamToFFmpeg(listen: "udp://127.0.0.1:\(p)?timeout=15000000", send: "udp://127.0.0.1:\(p)",
+                                           file: "udp.ts", seconds: 4, frames: 150)
+        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("receiver.log"))")
+        XCTAssertTrue(file("restream.log").contains("restreamed"), file("restream.log"))
         assertConsecutive(try await frames(dir + "/udp.ts"), atLeast: 50, "UDP MPEG-TS")
     }
 
@@ -61,32 +68,18 @@ final class RestreamTests: MediaScriptTestCase {
 
     func testSRTReachesAnFFmpegListener() async throws {
         let p = port
-        let r = try await script("""
-            ffmpeg -v error -y -i 'srt://127.0.0.1:\(p)?mode=listener' -t 3 -c copy srt.ts &
-            receiver=$!
-            sleep 0.5
-            mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
-            waitbus
-            mediajack restream bus 'srt://127.0.0.1:\(p)' --until-end > restream.log 2>&1
-            wait $receiver
-            """)
-        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        let r = try await restreamToFFmpeg(listen: "srt://127.0.0.1:\(p)?mode=listener", send: "srt://127.0.0.1:\(p)",
+                                           file: "srt.ts", seconds: 3, frames: 125)
+        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("receiver.log"))")
         assertConsecutive(try await frames(dir + "/srt.ts"), atLeast: 40, "SRT")
     }
 
     func testRTPReachesAnFFmpegReceiver() async throws {
         let p = port
         // MPEG-TS over RTP (payload type 33): ffmpeg's RTP demuxer takes it without an SDP file.
-        let r = try await script("""
-            ffmpeg -v error -y -i 'rtp://127.0.0.1:\(p)?timeout=15000000' -t 3 -c copy rtp.ts 2> receiver.log &
-            receiver=$!
-            sleep 0.5
-            mediajack publish test:video bus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
-            waitbus
-            mediajack restream bus 'rtp://127.0.0.1:\(p)' --until-end > restream.log 2>&1
-            wait $receiver
-            """)
-        XCTAssertEqual(r.exitCode, 0, "\(r)")
+        let r = try await restreamToFFmpeg(listen: "rtp://127.0.0.1:\(p)?timeout=15000000", send: "rtp://127.0.0.1:\(p)",
+                                           file: "rtp.ts", seconds: 3, frames: 125)
+        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("receiver.log"))")
         XCTAssertTrue(file("restream.log").contains("(rtp_mpegts)"), file("restream.log"))
         assertConsecutive(try await frames(dir + "/rtp.ts"), atLeast: 40, "RTP")
     }
