@@ -51,6 +51,7 @@ struct Record: ParsableCommand {
             var line = ProgressLine()
             var open: Set<UInt32> = []
             var ended = false
+            var replayed = 0
             while !stopRequested.load(ordering: .relaxed) && !ended {
                 let next: MediaEvent?
                 if let buffer { next = try buffer.next(timeout: 0.2) } else { next = try consumer.next(timeout: 0.2) }
@@ -65,6 +66,7 @@ struct Record: ParsableCommand {
                 case .frame(let h, let payload, let discontinuity):
                     guard open.contains(h.stream) else { continue }
                     try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity)
+                    if h.flags.contains(.replay) { replayed += 1 }
                     if let duration, recorder.duration >= duration { ended = true }
                 case .endOfStream(let id):
                     open.remove(id)
@@ -77,7 +79,8 @@ struct Record: ParsableCommand {
             recorder.finish()
             line.end()
             print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(consumer.gaps) gaps"
-                  + (buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? ""))
+                  + (buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? "")
+                  + (replayed > 0 ? "; joined mid-stream: \(replayed) frames replayed from the publisher's cache" : ""))
         } catch {
             throw fail(error)
         }
