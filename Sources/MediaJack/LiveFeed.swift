@@ -2,10 +2,10 @@ import CMedia
 import MediaWire
 
 /// One video stream from the bus made ready for browsers, once for every viewer: a live fragmented
-/// MP4 (H.264 as it comes, raw pictures encoded once) for Media Source Extensions, and JPEG pictures
-/// for the MJPEG fallback (MJPEG as it comes, anything else decoded and encoded once, only while
-/// someone watches that way). It keeps what a joining browser needs to start at once: the init
-/// segment and the fragments since the last keyframe.
+/// MP4 (H.264 as it comes, raw pictures encoded once; with an audio stream of the bus muxed in, PCM
+/// encoded to AAC) for Media Source Extensions, and JPEG pictures for the MJPEG fallback (MJPEG as it
+/// comes, anything else decoded and encoded once, only while someone watches that way). It keeps what
+/// a joining browser needs to start at once: the init segment and the fragments since the last keyframe.
 public final class LiveFeed {
     public struct Fragment: Sendable {
         public let bytes: [UInt8]
@@ -14,6 +14,10 @@ public final class LiveFeed {
 
     public let stream: UInt32
     public let description: StreamDescription
+    /// The audio stream muxed into the MP4 with the video, if any.
+    public private(set) var audioStream: UInt32?
+    /// Why the audio stream offered is not in the MP4 (a codec MP4 or MSE cannot take), if it is not.
+    public private(set) var audioRefusal: String?
     /// The MP4 init segment (ftyp + moov), once the first keyframe was written.
     public private(set) var initialization: [UInt8]?
     /// The MIME type with its RFC 6381 codec ("video/mp4; codecs=\"avc1.64001e\""), for isTypeSupported.
@@ -45,7 +49,8 @@ public final class LiveFeed {
     public static let historyLimit = 32 << 20
     private var historyBytes = 0
 
-    public init(stream: UInt32, _ d: StreamDescription) throws(MediaError) {
+    /// `audio`: an audio stream of the bus to mux into the MP4 (PCM is encoded to AAC; AAC as it comes).
+    public init(stream: UInt32, _ d: StreamDescription, audio: (stream: UInt32, description: StreamDescription)? = nil) throws(MediaError) {
         guard d.kind == .video else { throw .unsupported("stream \(stream) is \(d.kind.rawValue), not video") }
         self.stream = stream
         description = d
@@ -59,7 +64,29 @@ public final class LiveFeed {
                 made.append(Fragment(bytes: bytes, keyframe: keyframe))
             }
         })
-        if recorder.add(stream: stream, d) { mp4 = recorder } else { mp4Refusal = recorder.rejectedStreams.joined(separator: ", ") }
+        guard recorder.add(stream: stream, d) else { mp4Refusal = recorder.rejectedStreams.joined(separator: ", "); return }
+        mp4 = recorder
+        if let audio {
+            if !Self.carriesAudio(audio.description) {
+                audioRefusal = "\(audio.description.codec) (browsers take AAC in MP4; PCM is encoded to it)"
+            } else if recorder.add(stream: audio.stream, audio.description) {
+                audioStream = audio.stream
+            } else {
+                audioRefusal = recorder.rejectedStreams.joined(separator: ", ")
+            }
+        }
+    }
+
+    /// Whether an audio stream can go into the browsers' MP4: AAC as it is, 16-bit PCM encoded to AAC.
+    public static func carriesAudio(_ d: StreamDescription) -> Bool { d.kind == .audio && (d.codec == "aac" || d.codec == "pcm_s16le") }
+
+    /// Feeds one frame of the audio stream. Returns the MP4 fragments it made (none before the first
+    /// video keyframe: the MP4 starts there, with the audio from that instant).
+    public func addAudio(_ h: FrameHeader, payload: [UInt8]) throws -> [Fragment] {
+        guard let mp4, let audioStream, h.stream == audioStream else { return [] }
+        defer { made.removeAll() }
+        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: audioStream, h, payload: b) }
+        return keep(made)
     }
 
     deinit { finish() }
@@ -72,16 +99,8 @@ public final class LiveFeed {
         var mp4Failure: (any Error)?
         if let mp4 {
             do { _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) } } catch { mp4Failure = error }
-            fragments = made
+            fragments = keep(made)
             made.removeAll()
-            for f in fragments {
-                if f.keyframe { sinceKeyframe.removeAll(keepingCapacity: true); historyBytes = 0 }
-                // Without a keyframe at its head, the history is no use to a joiner.
-                guard f.keyframe || !sinceKeyframe.isEmpty else { continue }
-                sinceKeyframe.append(f)
-                historyBytes += f.bytes.count
-                if historyBytes > Self.historyLimit { sinceKeyframe.removeAll(); historyBytes = 0 }
-            }
         }
         var picture: [UInt8]?
         if jpeg {
@@ -92,6 +111,19 @@ public final class LiveFeed {
         }
         if let mp4Failure { throw mp4Failure }  // after the JPEG: one path failing never costs the other
         return (fragments, picture)
+    }
+
+    /// Adds fragments to the joiners' history (from the last video keyframe on) and returns them.
+    private func keep(_ fragments: [Fragment]) -> [Fragment] {
+        for f in fragments {
+            if f.keyframe { sinceKeyframe.removeAll(keepingCapacity: true); historyBytes = 0 }
+            // Without a keyframe at its head, the history is no use to a joiner.
+            guard f.keyframe || !sinceKeyframe.isEmpty else { continue }
+            sinceKeyframe.append(f)
+            historyBytes += f.bytes.count
+            if historyBytes > Self.historyLimit { sinceKeyframe.removeAll(); historyBytes = 0 }
+        }
+        return fragments
     }
 
     private func makeJPEG(_ h: FrameHeader, _ payload: [UInt8], _ discontinuity: Bool) throws -> [UInt8]? {
@@ -112,13 +144,48 @@ public final class LiveFeed {
         return out
     }
 
-    /// "video/mp4; codecs=\"avc1.PPCCLL\"" from the avcC box of the init segment (profile, constraints, level).
+    /// "video/mp4; codecs=\"avc1.PPCCLL\"" from the avcC box of the init segment (profile, constraints,
+    /// level), with ", mp4a.40.N" (the AAC object type from the esds box) when there is an audio track.
     static func mime(initialization bytes: [UInt8]) -> String? {
-        let tag: [UInt8] = Array("avcC".utf8)
-        guard bytes.count > 12 else { return nil }
-        for i in 0..<(bytes.count - 8) where bytes[i] == tag[0] && Array(bytes[i..<(i + 4)]) == tag {
-            let p = bytes[i + 5], c = bytes[i + 6], l = bytes[i + 7]
-            return "video/mp4; codecs=\"avc1.\(hex(p))\(hex(c))\(hex(l))\""
+        // avcC: version, then profile, constraint flags, level.
+        guard let avcC = find("avcC", in: bytes), avcC + 4 <= bytes.count else { return nil }
+        var codecs = "avc1.\(hex(bytes[avcC + 1]))\(hex(bytes[avcC + 2]))\(hex(bytes[avcC + 3]))"
+        if find("mp4a", in: bytes) != nil {
+            // The AudioSpecificConfig's first 5 bits are the object type (2: AAC-LC); LC when it cannot be read.
+            codecs += ", mp4a.40.\(audioObjectType(bytes) ?? 2)"
+        }
+        return "video/mp4; codecs=\"\(codecs)\""
+    }
+
+    /// The offset just past the first occurrence of a box type `name` in `bytes`.
+    private static func find(_ name: String, in bytes: [UInt8]) -> Int? {
+        let tag = Array(name.utf8)
+        guard bytes.count > 8 else { return nil }
+        for i in 4..<(bytes.count - 4) where bytes[i] == tag[0] && bytes[i + 1] == tag[1] && bytes[i + 2] == tag[2] && bytes[i + 3] == tag[3] {
+            return i + 4
+        }
+        return nil
+    }
+
+    /// The object type in the esds box's DecoderSpecificInfo (tag 5) of the audio track.
+    private static func audioObjectType(_ bytes: [UInt8]) -> Int? {
+        guard let esds = find("esds", in: bytes) else { return nil }
+        var i = esds + 4  // version and flags
+        while i < bytes.count {
+            let tag = bytes[i]
+            i += 1
+            var length = 0
+            for _ in 0..<4 where i < bytes.count {  // expandable size: 7 bits a byte, high bit "more"
+                let b = bytes[i]; i += 1
+                length = length << 7 | Int(b & 0x7f)
+                if b & 0x80 == 0 { break }
+            }
+            switch tag {
+            case 3: i += 3  // ES_Descriptor: ES_ID and flags, then nested descriptors
+            case 4: i += 13  // DecoderConfigDescriptor: object type, stream type, buffer size, bitrates
+            case 5: return i < bytes.count ? Int(bytes[i] >> 3) : nil
+            default: i += length
+            }
         }
         return nil
     }

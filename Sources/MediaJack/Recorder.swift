@@ -47,6 +47,7 @@ public final class Recorder {
     /// What a live fragmented-MP4 recorder hands out: the init segment once, then one fragment per frame.
     public enum LiveChunk {
         case initialization([UInt8])
+        /// `keyframe`: it holds a video keyframe, where a joining viewer can start.
         case fragment([UInt8], keyframe: Bool)
     }
     /// Set for a live recorder: its bytes go here instead of a file.
@@ -358,7 +359,7 @@ public final class Recorder {
         guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
         if let live {
             avio_flush(context.pointee.pb)
-            live.output(.fragment(live.take(), keyframe: h.flags.contains(.keyframe)))
+            live.output(.fragment(live.take(), keyframe: isVideo && h.flags.contains(.keyframe)))
         }
         frames += 1
         bytes += payload.count

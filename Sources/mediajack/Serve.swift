@@ -12,7 +12,10 @@ struct Serve: ParsableCommand {
         discussion: """
             Open http://HOST:PORT/ in a browser. H.264 (and raw pictures, encoded once to H.264 here) play \
             through Media Source Extensions as fragmented MP4, one fragment per frame, so the picture is a \
-            frame or two behind the camera. Each browser starts at the latest keyframe. Browsers without \
+            frame or two behind the camera. Sound on the bus (AAC, or PCM encoded once to AAC here) is muxed \
+            in; the page starts muted (browsers' autoplay rules) and a click turns it on. An audio publisher \
+            that comes or goes restarts the browsers' stream at the next keyframe, with or without sound. \
+            Each browser starts at the latest keyframe. Browsers without \
             MSE or H.264, MJPEG sources, and pages opened with ?mjpeg get multipart JPEG instead. When the \
             publisher leaves, pages show "stream ended" and pick the stream up again when it returns.
 
@@ -30,11 +33,15 @@ struct Serve: ParsableCommand {
     @Argument(help: "Path of the bus.") var bus: String
     @Option(help: "Address and port to listen on (port 0: any free port).") var listen = "127.0.0.1:8080"
     @Option(help: "Video stream id to serve (default: the first video stream).") var stream: UInt32?
+    @Option(name: .customLong("audio-stream"), help: "Audio stream id to play with it (default: the first AAC or 16-bit PCM audio stream).")
+    var audioStream: UInt32?
+    @Flag(name: .customLong("no-audio"), help: "Serve the picture only, even when the bus carries sound.") var noAudio = false
     @Option(name: .customLong("max-backlog"), help: "Cut off a viewer this far behind (bytes queued for it: 512KiB, 8MiB, ...).")
     var maxBacklog = "8MiB"
     @Option(help: "Stop after this many seconds.") var duration: Double?
 
     func validate() throws {
+        if noAudio && audioStream != nil { throw ValidationError("--audio-stream and --no-audio contradict each other") }
         guard let b = ConsumerBuffer.Bound(maxBacklog)?.bytes, b >= 64 << 10 else {
             throw ValidationError("--max-backlog must be a size of at least 64KiB, e.g. 512KiB or 8MiB")
         }
@@ -69,17 +76,24 @@ struct Serve: ParsableCommand {
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var feed: LiveFeed?
             var choice = VideoStreamChoice(wanted: stream)
+            // Audio streams live on the bus, oldest first: the first one browsers can take goes with the picture.
+            var sounds: [(stream: UInt32, description: StreamDescription)] = []
             var frames = 0, failures = 0, cutOff = 0
             var line = ProgressLine()
+            func sound() -> (stream: UInt32, description: StreamDescription)? {
+                noAudio ? nil : sounds.first { s in audioStream.map { s.stream == $0 } ?? LiveFeed.carriesAudio(s.description) }
+            }
             func serve(_ id: UInt32, _ d: StreamDescription) {
                 feed?.finish()
                 feed = nil
                 do {
-                    let f = try LiveFeed(stream: id, d)
+                    let f = try LiveFeed(stream: id, d, audio: sound())
                     feed = f
                     hub.started(f)
-                    let how = f.offersMP4 ? (d.codec == "rawvideo" ? "MSE, encoded once to H.264" : "MSE") + "; MJPEG for browsers without it"
+                    var how = f.offersMP4 ? (d.codec == "rawvideo" ? "MSE, encoded once to H.264" : "MSE") + "; MJPEG for browsers without it"
                         : "MJPEG only" + (f.mp4Refusal.map { ": MP4 cannot carry \($0)" } ?? "")
+                    if let a = f.audioStream { how += "; with sound from stream \(a)" + (sound()?.description.codec == "aac" ? "" : ", encoded to AAC") }
+                    if let why = f.audioRefusal { how += "; no sound: MP4 cannot carry \(why)" }
                     say("serving stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0) (\(how))")
                 } catch {
                     hub.ended()  // nobody may keep watching the stream this one replaced
@@ -96,8 +110,27 @@ struct Serve: ParsableCommand {
                 line.show("\(feed == nil ? "waiting for a publisher" : "live")  \(frames) frames  \(c.clients) watching  \(c.served) served  \(c.cutOff) cut off")
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
+                case .streamAdded(let id, _, let d) where d.kind == .audio:
+                    sounds.removeAll { $0.stream == id }
+                    sounds.append((id, d))
+                    // Sound arrived for a picture served without it (or described anew): start again with it.
+                    if let f = feed, f.offersMP4, sound()?.stream == id, f.audioStream == nil || f.audioStream == id {
+                        say("audio stream \(id) (\(d.codec)) joins the picture: browsers start again at the next keyframe")
+                        serve(f.stream, f.description)
+                    }
                 case .streamAdded(let id, _, let d):
                     if choice.added(id, d) { serve(id, d) }
+                case .frame(let h, let payload, _) where h.stream == feed?.audioStream:
+                    do { hub.publish(feed!, fragments: try feed!.addAudio(h, payload: payload), jpeg: nil) } catch {
+                        failures += 1
+                        if failures <= 5 { say("audio frame \(h.sequence) of stream \(h.stream) skipped: \(error)") }
+                    }
+                case .endOfStream(let id) where sounds.contains(where: { $0.stream == id }):
+                    sounds.removeAll { $0.stream == id }
+                    if let f = feed, f.audioStream == id {
+                        say("audio stream \(id) ended: browsers start again at the next keyframe" + (sound() == nil ? ", without sound" : ""))
+                        serve(f.stream, f.description)
+                    }
                 case .frame(let h, let payload, let discontinuity):
                     guard let f = feed, h.stream == f.stream else { continue }
                     do {

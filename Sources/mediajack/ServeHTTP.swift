@@ -7,7 +7,7 @@ import NIOPosix
 
 /// `mediajack serve`'s HTTP side (SwiftNIO): the page, its status, and the two live streams.
 ///   GET /             the player page
-///   GET /status.json  what is on the bus: {"state", "streams": [{id, kind, codec, width, height, mime?}], "clients"}
+///   GET /status.json  what is on the bus: {"state", "streams": [{id, kind, codec, width, height, mime?, audio?}], "clients"}
 ///   GET /stream.mp4   fragmented MP4 from a keyframe on, for Media Source Extensions (503 before one)
 ///   GET /stream.mjpeg multipart JPEG pictures, for browsers without MSE and for MJPEG sources
 final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -70,6 +70,8 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             if let mime = s.mime { entry["mime"] = mime }
             // mse: this stream comes as fMP4; ready: it can be joined now (its first keyframe was seen).
             entry["mse"] = s.offersMP4
+            // audio: the id of the audio stream muxed into the fMP4 (AAC), when there is sound.
+            if let a = s.audio { entry["audio"] = a }
             entry["ready"] = s.unavailable(for: s.offersMP4 ? .mp4 : .mjpeg, bus: hub.busPath) == nil
             streams.append(entry)
         }

@@ -31,6 +31,8 @@ final class ServeHub: Sendable {
         var description: StreamDescription?
         /// Browsers get this stream as fMP4 (else JPEG only).
         var offersMP4 = false
+        /// The audio stream muxed into the MP4, if any.
+        var audio: UInt32?
         var initialization: [UInt8]?
         var mime: String?
         var sinceKeyframe: [LiveFeed.Fragment] = []
@@ -71,7 +73,9 @@ final class ServeHub: Sendable {
     // MARK: The bus side
 
     /// A new stream replaces the old one: every client's response ends (its page starts again).
-    func started(_ feed: LiveFeed) { reset(to: Snapshot(stream: feed.stream, description: feed.description, offersMP4: feed.offersMP4)) }
+    func started(_ feed: LiveFeed) {
+        reset(to: Snapshot(stream: feed.stream, description: feed.description, offersMP4: feed.offersMP4, audio: feed.audioStream))
+    }
 
     /// The stream ended: responses end, the pages show "stream ended" and wait for the next one.
     func ended() { reset(to: Snapshot()) }

@@ -31,6 +31,9 @@ let servePageHTML = #"""
   #status.playing .dot { background: #22c55e; }
   #status.buffering .dot { background: #eab308; }
   #status.ended .dot { background: #ef4444; }
+  #sound { margin-left: 12px; font: inherit; color: #d5d8dd; background: #262a31; border: 1px solid #3a3f48;
+    border-radius: 4px; padding: 1px 8px; cursor: pointer; }
+  #sound[hidden] { display: none; }
 </style>
 </head>
 <body>
@@ -40,7 +43,7 @@ let servePageHTML = #"""
     <video id="picture" muted autoplay playsinline disablepictureinpicture></video>
     <div id="banner"><span id="bannertext">waiting for a publisher</span></div>
   </div>
-  <div id="status"><span class="dot"></span><span id="statustext">connecting&hellip;</span></div>
+  <div id="status"><span class="dot"></span><span id="statustext">connecting&hellip;</span><button id="sound" type="button" hidden>sound off: click for sound</button></div>
 </div>
 <script>
 (function () {
@@ -61,7 +64,10 @@ let servePageHTML = #"""
     streamFrames: 0,           // frames presented from the current connection
     streams: 0,                // connections that showed at least one frame
     mode: forceMJPEG || !window.MediaSource ? 'mjpeg' : 'mse',
-    width: 0, height: 0, fps: 0, dropped: 0, latency: null, clients: null, error: null
+    width: 0, height: 0, fps: 0, dropped: 0, latency: null, clients: null, error: null,
+    audio: false,              // the stream being played carries sound
+    soundOn: false,            // the viewer turned the sound on (pages start muted: autoplay rules)
+    audioBytes: null           // audio bytes the browser decoded (Chromium), for the curious and the tests
   };
 
   var frame = document.getElementById('frame');
@@ -70,6 +76,16 @@ let servePageHTML = #"""
   var bannerText = document.getElementById('bannertext');
   var statusBox = document.getElementById('status');
   var statusText = document.getElementById('statustext');
+  var soundButton = document.getElementById('sound');
+  soundButton.addEventListener('click', function () {
+    mj.soundOn = !mj.soundOn;
+    if (picture.tagName === 'VIDEO') { picture.muted = !mj.soundOn; if (mj.soundOn) picture.play().catch(function () {}); }
+    renderSound();
+  });
+  function renderSound() {
+    soundButton.hidden = !(mj.audio && mj.mode === 'mse');
+    soundButton.textContent = mj.soundOn ? 'sound on: click to mute' : 'sound off: click for sound';
+  }
   document.getElementById('where').textContent = location.host + (forceMJPEG ? '  (MJPEG forced)' : '');
 
   var mseBroken = false;       // MSE failed before showing a frame: use MJPEG from then on
@@ -96,8 +112,8 @@ let servePageHTML = #"""
     if (picture.tagName.toLowerCase() === kind) return picture;
     var el = document.createElement(kind);
     if (kind === 'video') {
-      el.muted = true; el.autoplay = true; el.playsInline = true;
-      el.setAttribute('muted', ''); el.setAttribute('autoplay', ''); el.setAttribute('playsinline', '');
+      el.muted = !mj.soundOn; el.autoplay = true; el.playsInline = true;
+      if (!mj.soundOn) el.setAttribute('muted', ''); el.setAttribute('autoplay', ''); el.setAttribute('playsinline', '');
     } else {
       el.alt = 'live picture';
     }
@@ -184,6 +200,7 @@ let servePageHTML = #"""
       lastTotal = shown;
     }
     if (v && v.getVideoPlaybackQuality) mj.dropped = v.getVideoPlaybackQuality().droppedVideoFrames;
+    if (v && typeof v.webkitAudioDecodedByteCount === 'number') mj.audioBytes = v.webkitAudioDecodedByteCount;
     if (now - fpsMark.t >= 1000) {
       mj.fps = (mj.framesShown - fpsMark.n) * 1000 / (now - fpsMark.t);
       fpsMark = { t: now, n: mj.framesShown };
@@ -468,6 +485,8 @@ let servePageHTML = #"""
       }
       var mime = mseMime(vs);
       mj.mode = mime ? 'mse' : 'mjpeg';
+      mj.audio = !!mime && vs.audio != null;
+      renderSound();
       mj.streamFrames = 0;
       var why;
       try {

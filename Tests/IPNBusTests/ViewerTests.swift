@@ -187,6 +187,58 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertTrue(file("serve.out").contains("to 3 viewer connection(s)"), file("serve.out"))
     }
 
+    func testServeMuxesTheBusSoundIntoTheBrowsersStreamInSync() async throws {
+        try requireTools(["curl"])
+        let r = try await script("""
+            \(serve())
+            mediajack publish test:audio bus > audio.log 2>&1 & audio=$!
+            mediajack publish test:video bus --encode h264 --gop 25 > video.log 2>&1 &
+            waitfor serve.err 'with sound from stream' || exit 1
+            sleep 0.5
+            curl -s "${url}status.json" > with.json
+            curl -s -N --max-time 3 "${url}stream.mp4" -o av.mp4
+            kill -INT $audio; wait $audio                # the sound leaves, the picture stays
+            waitfor serve.err 'audio stream .* ended' || exit 1
+            sleep 2.5                                    # the next keyframe (a second at most)
+            curl -s "${url}status.json" > without.json
+            curl -s -N --max-time 2 "${url}stream.mp4" -o v.mp4
+            kill -TERM $server; wait $server; echo "server exit $?"
+            """, timeout: 60)
+        XCTAssertTrue(r.standardOutput.contains("server exit 0"), "\(r)\n\(file("serve.err"))")
+        XCTAssertTrue(file("serve.err").contains("encoded to AAC"), file("serve.err"))
+        XCTAssertTrue(file("with.json").contains("mp4a.40.2") && file("with.json").contains("\"audio\":"), "status gives both codecs: \(file("with.json"))")
+        XCTAssertFalse(file("without.json").contains("mp4a"), "without sound, the picture alone: \(file("without.json"))")
+        // What a browser gets: H.264 and AAC in one fragmented MP4, decoding cleanly, starting together.
+        // Each stream's type, first and last packet time (fragmented MP4 states no durations).
+        func streams(_ name: String) async throws -> [(type: String, start: Double, end: Double)] {
+            let kinds = try await TestSupport.runTool("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", dir + "/" + name])
+            let packets = try await TestSupport.runTool("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "packet=stream_index,pts_time",
+                                                                             "-of", "csv=p=0", dir + "/" + name])
+            var times: [Int: [Double]] = [:]
+            for l in packets.standardOutput.split(separator: "\n") {
+                let f = l.split(separator: ",")
+                if f.count == 2, let i = Int(f[0]), let t = Double(f[1]) { times[i, default: []].append(t) }
+            }
+            return kinds.standardOutput.split(separator: "\n").enumerated().map { i, type in
+                (String(type), times[i]?.min() ?? .nan, times[i]?.max() ?? .nan)
+            }
+        }
+        let av = try await streams("av.mp4")
+        XCTAssertEqual(av.map(\.type), ["video", "audio"], "\(av)")
+        if av.count == 2 {
+            XCTAssertEqual(av[1].start, av[0].start, accuracy: 0.1, "sound and picture start together: \(av)")
+            XCTAssertGreaterThan(av[1].end - av[1].start, 2, "\(av)")
+            XCTAssertEqual(av[1].end, av[0].end, accuracy: 0.3, "and run together: \(av)")
+        }
+        let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", dir + "/av.mp4", "-f", "null", "-"])
+        XCTAssertEqual(decode.standardError, "", "decodes cleanly")
+        let volume = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-nostats", "-i", dir + "/av.mp4", "-map", "0:a", "-af", "volumedetect", "-f", "null", "-"])
+        let mean = volume.standardError.split(separator: "\n").first { $0.contains("mean_volume") }.flatMap { l in Double(l.split(separator: " ").dropLast().last ?? "") }
+        XCTAssertGreaterThan(mean ?? -200, -40, "the sound is there: \(volume.standardError.suffix(600))")
+        let alone = try await streams("v.mp4")
+        XCTAssertEqual(alone.map(\.type), ["video"], "\(alone)")
+    }
+
     func testAStalledViewerIsCutOffAndTheOthersLoseNothing() async throws {
         try requireTools(["curl"])
         let r = try await script("""
@@ -213,8 +265,10 @@ final class ViewerTests: MediaScriptTestCase {
     /// The page in a real browser: screenshots a second apart show the picture advancing.
     /// `mode`: how the page must be playing (mse or mjpeg) before the screenshots; `streams`: after how
     /// many stream connections that showed pictures (2: the publisher left and came back).
-    func browse(_ path: String, shots: String, mode: String, streams: Int = 1) -> String {
+    /// `sound`: the page must also be decoding the stream's sound (Chromium counts the bytes).
+    func browse(_ path: String, shots: String, mode: String, streams: Int = 1, sound: Bool = false) -> String {
         let ready = "window.mediajack && window.mediajack.mode==='\(mode)' && window.mediajack.state==='playing' && window.mediajack.streams>=\(streams) && window.mediajack.streamFrames>5"
+            + (sound ? " && window.mediajack.audio && window.mediajack.audioBytes>8000" : "")
         return "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 --ready-js \"\(ready)\" > \(shots).log 2>&1"
     }
 
@@ -224,13 +278,14 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertGreaterThan(b ?? 0, a ?? .max, "\(shots): the picture advances between screenshots a second apart", line: line)
     }
 
-    func testChromiumPlaysTheLiveStreamThroughMSEAndMJPEG() async throws {
+    func testChromiumPlaysTheLiveStreamWithSoundThroughMSEAndPicturesThroughMJPEG() async throws {
         try requireTools(["chromium", "curl"])
         let r = try await script("""
             \(serve())
+            mediajack publish test:audio bus > audio.log 2>&1 &
             mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
-            waitfor serve.err 'serving stream' || exit 1
-            \(browse("", shots: "mse", mode: "mse")) & mse=$!
+            waitfor serve.err 'with sound' || exit 1
+            \(browse("", shots: "mse", mode: "mse", sound: true)) & mse=$!
             \(browse("?mjpeg", shots: "mjpeg", mode: "mjpeg")) & mjpeg=$!
             wait $mse; echo "mse $?"; wait $mjpeg; echo "mjpeg $?"
             """, timeout: 120)
