@@ -41,6 +41,17 @@ final class NetworkTests: DirectoryTestCase {
               ip -n "$1" link set "$2" up
               ip -n "$1" link set lo up
             }
+            # twobuses NET: switch buses $D/one and $D/two, each with a TAP into its own namespace:
+            # ns${T}a at NET.1 on one, ns${T}b at NET.2 on two (nothing joins them yet).
+            twobuses() {
+              ipn create $D/one --policy switch --persistent
+              ipn create $D/two --policy switch --persistent
+              ipn tap $D/one ta$T 2> tap-a.log &
+              ipn tap $D/two tb$T 2> tap-b.log &
+              appear ta$T && appear tb$T || return 1
+              host ns${T}a ta$T "$1.1"
+              host ns${T}b tb$T "$1.2"
+            }
             \(body)
             """
         try text.write(toFile: dir + "/net.sh", atomically: true, encoding: .utf8)
@@ -133,13 +144,7 @@ final class NetworkTests: DirectoryTestCase {
 
     func testACableJoinsTwoSwitchBusesAndUnpluggingItStopsTheTraffic() async throws {
         let r = try await script("""
-            ipn create $D/one --policy switch --persistent
-            ipn create $D/two --policy switch --persistent
-            ipn tap $D/one ta$T 2> tap-a.log &
-            ipn tap $D/two tb$T 2> tap-b.log &
-            appear ta$T && appear tb$T || exit 1
-            host ns${T}a ta$T 10.77.2.1
-            host ns${T}b tb$T 10.77.2.2
+            twobuses 10.77.2 || exit 1
             ipn cable $D/one $D/two > cable1.txt 2>&1 &
             cable=$!
             sleep 0.5
@@ -186,13 +191,7 @@ final class NetworkTests: DirectoryTestCase {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/dpipe"), "dpipe missing: scripts/setup installs vde2")
         let r = try await script("""
             export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
-            ipn create $D/one --policy switch --persistent
-            ipn create $D/two --policy switch --persistent
-            ipn tap $D/one ta$T 2> tap-a.log &
-            ipn tap $D/two tb$T 2> tap-b.log &
-            appear ta$T && appear tb$T || exit 1
-            host ns${T}a ta$T 10.77.6.1
-            host ns${T}b tb$T 10.77.6.2
+            twobuses 10.77.6 || exit 1
             # What `dpipe vde_plug ipn:///a = ssh HOST vde_plug ipn:///b` does between machines, here on one.
             dpipe vde_plug ipn://$D/one = vde_plug ipn://$D/two 2> dpipe.log &
             sleep 0.5
