@@ -51,7 +51,7 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return unavailable == nil ? respond(context, .ok, type: kind.contentType, [], head: true)
                     : respond(context, .serviceUnavailable, type: "text/plain", [], retry: true, head: true)
             }
-            if unavailable != nil || !hub.join(context.channel, kind: kind) {
+            if unavailable != nil || !hub.join(context.channel, kind: kind, version: head.version) {
                 respond(context, .serviceUnavailable, type: "text/plain", Array("\(unavailable ?? "waiting for the next keyframe")\n".utf8), retry: true)
             }
         case "/favicon.ico":

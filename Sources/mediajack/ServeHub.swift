@@ -113,7 +113,8 @@ final class ServeHub: Sendable {
 
     /// Starts a stream response on `channel` (on its event loop) from the snapshot, then keeps it fed.
     /// Returns false when there is nothing to watch yet.
-    func join(_ channel: any Channel, kind: Kind) -> Bool {
+    /// `version`: the request's; an HTTP/1.0 client gets its stream unchunked, ended by closing.
+    func join(_ channel: any Channel, kind: Kind, version: HTTPVersion = .http1_1) -> Bool {
         let start: [[UInt8]]? = state.withLock { s in
             guard s.feed.unavailable(for: kind, bus: busPath) == nil else { return nil }
             s.clients[ObjectIdentifier(channel)] = Client(channel: channel, kind: kind)
@@ -124,7 +125,7 @@ final class ServeHub: Sendable {
             }
         }
         guard let start else { return false }
-        var head = HTTPResponseHead(version: .http1_1, status: .ok)
+        var head = HTTPResponseHead(version: version.minor == 0 ? .http1_0 : .http1_1, status: .ok)
         head.headers.add(name: "Content-Type", value: kind.contentType)
         head.headers.add(name: "Cache-Control", value: "no-store")
         head.headers.add(name: "Connection", value: "close")

@@ -164,9 +164,10 @@ final class ViewerTests: MediaScriptTestCase {
             sleep 1.3
             curl -s -N "${url}stream.mp4" -o second.mp4 & second=$!
             curl -s -N "${url}stream.mjpeg" -o pictures.mjpeg & pictures=$!
+            curl -0 -s -N -D old.headers "${url}stream.mp4" -o old.mp4 & old=$!    # an HTTP/1.0 client
             curl -s "${url}" -o page.html
             curl -s -o /dev/null -w '%{http_code}' "${url}nowhere" > notfound.code
-            wait $first && wait $second && wait $pictures; echo "clients done $?"   # every response ends with the stream
+            wait $first && wait $second && wait $pictures && wait $old; echo "clients done $?"   # every response ends with the stream
             kill -TERM $server; wait $server; echo "server exit $?"
             """, timeout: 60)
         XCTAssertTrue(r.standardOutput.contains("clients done 0"), "\(r)\n\(file("serve.err"))")
@@ -181,10 +182,13 @@ final class ViewerTests: MediaScriptTestCase {
         assertConsecutive(second, atLeast: 50, "the second client's fMP4")
         XCTAssertGreaterThan(second.first ?? 0, first.first ?? .max, "the later client joined later, at a keyframe")
         XCTAssertEqual(second.last, first.last, "both got the stream to its end")
+        XCTAssertTrue(file("old.headers").hasPrefix("HTTP/1.0 200") && !file("old.headers").lowercased().contains("chunked"),
+                      "an HTTP/1.0 client gets the stream unchunked: \(file("old.headers"))")
+        assertConsecutive(try await frames(dir + "/old.mp4"), atLeast: 50, "the HTTP/1.0 client's fMP4")
         let pictures = try await frames(dir + "/pictures.mjpeg", format: ["-f", "mpjpeg"])
         XCTAssertGreaterThan(pictures.count, 50, "the MJPEG fallback carries the pictures")
         XCTAssertEqual(pictures, pictures.sorted(), "in order")
-        XCTAssertTrue(file("serve.out").contains("to 3 viewer connection(s)"), file("serve.out"))
+        XCTAssertTrue(file("serve.out").contains("to 4 viewer connection(s)"), file("serve.out"))
     }
 
     func testServeMuxesTheBusSoundIntoTheBrowsersStreamInSync() async throws {
