@@ -3,9 +3,9 @@ import MediaWire
 
 /// One video stream from the bus made ready for browsers, once for every viewer: a live fragmented
 /// MP4 (H.264 as it comes, raw pictures encoded once; with an audio stream of the bus muxed in, PCM
-/// encoded to AAC) for Media Source Extensions, and JPEG pictures for the MJPEG fallback (MJPEG as it
-/// comes, anything else decoded and encoded once, only while someone watches that way). It keeps what
-/// a joining browser needs to start at once: the init segment and the fragments since the last keyframe.
+/// encoded to AAC) for Media Source Extensions. It keeps what a joining browser needs to start at
+/// once: the init segment and the fragments since the last keyframe. (The MJPEG fallback's pictures
+/// come from a `JPEGFeed`, on a thread of their own.)
 public final class LiveFeed {
     public struct Fragment: Sendable {
         public let bytes: [UInt8]
@@ -24,22 +24,15 @@ public final class LiveFeed {
     public private(set) var mime: String?
     /// Fragments from the last keyframe on: a joining browser gets these first.
     public private(set) var sinceKeyframe: [Fragment] = []
-    /// The last JPEG picture (while JPEG is produced).
-    public private(set) var latestJPEG: [UInt8]?
 
     private var mp4: Recorder?
     private var made: [Fragment] = []
-    private var decoder: VideoDecoder?
-    private var jpegEncoder: VideoEncoder?
-    private var jpegIndex: Int64 = 0
 
     /// Whether browsers can play this stream through Media Source Extensions (fragmented MP4).
     public static func carriesMP4(_ d: StreamDescription) -> Bool { d.kind == .video && (d.codec == "h264" || d.codec == "rawvideo") }
 
     /// Why this stream is served as JPEG only (a raw layout libswscale or the encoder refused), if it is.
     public private(set) var mp4Refusal: String?
-    /// JPEG pictures that could not be made (a corrupt frame, a decoder error), counted and skipped.
-    public private(set) var jpegFailures = 0
 
     /// Whether browsers get this stream as fMP4 (Media Source Extensions); else JPEG only.
     public var offersMP4: Bool { mp4 != nil }
@@ -92,25 +85,12 @@ public final class LiveFeed {
     deinit { finish() }
 
     /// Feeds one frame of the stream. Returns the MP4 fragments it made (usually one; none before the
-    /// first keyframe), and a JPEG picture when `jpeg` asks for one. Only the MP4 can throw: a JPEG
-    /// that cannot be made is counted and skipped, never at the MP4 viewers' expense.
-    public func add(_ h: FrameHeader, payload: [UInt8], discontinuity: Bool, jpeg: Bool) throws -> (fragments: [Fragment], jpeg: [UInt8]?) {
-        var fragments: [Fragment] = []
-        var mp4Failure: (any Error)?
-        if let mp4 {
-            do { _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) } } catch { mp4Failure = error }
-            fragments = keep(made)
-            made.removeAll()
-        }
-        var picture: [UInt8]?
-        if jpeg {
-            do { picture = try makeJPEG(h, payload, discontinuity) } catch { jpegFailures += 1 }
-        } else {
-            decoder = nil
-            latestJPEG = nil
-        }
-        if let mp4Failure { throw mp4Failure }  // after the JPEG: one path failing never costs the other
-        return (fragments, picture)
+    /// first keyframe, and none for a stream served as JPEG only).
+    public func add(_ h: FrameHeader, payload: [UInt8]) throws -> [Fragment] {
+        guard let mp4 else { return [] }
+        defer { made.removeAll() }
+        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
+        return keep(made)
     }
 
     /// Adds fragments to the joiners' history (from the last video keyframe on) and returns them.
@@ -124,24 +104,6 @@ public final class LiveFeed {
             if historyBytes > Self.historyLimit { sinceKeyframe.removeAll(); historyBytes = 0 }
         }
         return fragments
-    }
-
-    private func makeJPEG(_ h: FrameHeader, _ payload: [UInt8], _ discontinuity: Bool) throws -> [UInt8]? {
-        if description.codec == "mjpeg" { latestJPEG = payload; return payload }
-        if decoder == nil { decoder = try VideoDecoder(description, fullRange: true) }
-        var out: [UInt8]?
-        try payload.withUnsafeBytes { b in
-            try decoder!.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in
-                if jpegEncoder.map({ $0.width != p.width || $0.height != p.height }) ?? true {
-                    jpegEncoder = try VideoEncoder(codec: .mjpeg, width: p.width, height: p.height, fps: 25, gop: 1, bitrate: 8_000_000)
-                }
-                jpegIndex += 1
-                let packets = try jpegEncoder!.encode(index: jpegIndex) { p.copy(into: $0) }
-                if let last = packets.last { out = last.bytes }
-            }
-        }
-        if let out { latestJPEG = out }
-        return out
     }
 
     /// "video/mp4; codecs=\"avc1.PPCCLL\"" from the avcC box of the init segment (profile, constraints,

@@ -75,6 +75,8 @@ struct Serve: ParsableCommand {
             FileHandle.standardOutput.write(Data("serving \(bus) on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/\n".utf8))
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var feed: LiveFeed?
+            var pictures: JPEGFeed?  // the MJPEG fallback's, on a thread of its own
+            var jpeg = JPEGFeed.Counters()
             var choice = VideoStreamChoice(wanted: stream)
             // Audio streams live on the bus, oldest first: the first one browsers can take goes with the picture.
             var sounds: [(stream: UInt32, description: StreamDescription)] = []
@@ -83,12 +85,19 @@ struct Serve: ParsableCommand {
             func sound() -> (stream: UInt32, description: StreamDescription)? {
                 noAudio ? nil : sounds.first { s in audioStream.map { s.stream == $0 } ?? LiveFeed.carriesAudio(s.description) }
             }
-            func serve(_ id: UInt32, _ d: StreamDescription) {
+            func stopFeeds() {
                 feed?.finish()
                 feed = nil
+                pictures?.stop()  // no picture of this stream reaches the hub after this
+                if let p = pictures?.statistics { jpeg.made += p.made; jpeg.dropped += p.dropped; jpeg.failures += p.failures }
+                pictures = nil
+            }
+            func serve(_ id: UInt32, _ d: StreamDescription) {
+                stopFeeds()
                 do {
                     let f = try LiveFeed(stream: id, d, audio: sound())
                     feed = f
+                    pictures = JPEGFeed(d) { hub.publish(jpeg: $0) }
                     hub.started(f)
                     var how = f.offersMP4 ? (d.codec == "rawvideo" ? "MSE, encoded once to H.264" : "MSE") + "; MJPEG for browsers without it"
                         : "MJPEG only" + (f.mp4Refusal.map { ": MP4 cannot carry \($0)" } ?? "")
@@ -121,7 +130,7 @@ struct Serve: ParsableCommand {
                 case .streamAdded(let id, _, let d):
                     if choice.added(id, d) { serve(id, d) }
                 case .frame(let h, let payload, _) where h.stream == feed?.audioStream:
-                    do { hub.publish(feed!, fragments: try feed!.addAudio(h, payload: payload), jpeg: nil) } catch {
+                    do { hub.publish(feed!, fragments: try feed!.addAudio(h, payload: payload)) } catch {
                         failures += 1
                         if failures <= 5 { say("audio frame \(h.sequence) of stream \(h.stream) skipped: \(error)") }
                     }
@@ -134,8 +143,8 @@ struct Serve: ParsableCommand {
                 case .frame(let h, let payload, let discontinuity):
                     guard let f = feed, h.stream == f.stream else { continue }
                     do {
-                        let made = try f.add(h, payload: payload, discontinuity: discontinuity, jpeg: hub.wantsJPEG)
-                        hub.publish(f, fragments: made.fragments, jpeg: made.jpeg)
+                        if hub.wantsJPEG { pictures?.offer(h, payload: payload, discontinuity: discontinuity) }
+                        hub.publish(f, fragments: try f.add(h, payload: payload))
                         frames += 1
                     } catch {
                         failures += 1
@@ -143,8 +152,7 @@ struct Serve: ParsableCommand {
                     }
                 case .endOfStream(let id):
                     guard choice.ended(id) else { continue }
-                    feed?.finish()
-                    feed = nil
+                    stopFeeds()
                     hub.ended()
                     say("stream \(id) ended")
                     // Another publisher's video still live on the bus: serve that one from its next keyframe.
@@ -152,11 +160,12 @@ struct Serve: ParsableCommand {
                 }
             }
             line.end()
-            feed?.finish()
+            stopFeeds()
             hub.ended()
             try? server.close().wait()
             let c = hub.counters
-            print("served \(frames) frames to \(c.served) viewer connection(s); \(c.cutOff) cut off as too slow")
+            print("served \(frames) frames to \(c.served) viewer connection(s); \(c.cutOff) cut off as too slow"
+                  + (jpeg.made > 0 ? "; \(jpeg.made) JPEG pictures made, \(jpeg.dropped) frames skipped by the JPEG path, \(jpeg.failures) undecodable" : ""))
         } catch {
             throw fail(error)
         }

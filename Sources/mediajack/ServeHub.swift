@@ -89,22 +89,30 @@ final class ServeHub: Sendable {
         for c in old { Self.end(c.channel) }
     }
 
-    func publish(_ feed: LiveFeed, fragments: [LiveFeed.Fragment], jpeg: [UInt8]?) {
+    /// New fMP4 fragments (on the bus thread).
+    func publish(_ feed: LiveFeed, fragments: [LiveFeed.Fragment]) {
         let targets = state.withLock { s -> [Client] in
             s.feed.initialization = feed.initialization
             s.feed.mime = feed.mime
             s.feed.sinceKeyframe = feed.sinceKeyframe
-            s.feed.latestJPEG = feed.latestJPEG
-            return Array(s.clients.values)
+            return s.clients.values.filter { $0.kind == .mp4 }
         }
-        guard !targets.isEmpty else { return }
+        guard !targets.isEmpty, !fragments.isEmpty else { return }
         // One buffer per fragment shared by every viewer, and one hop onto the event loop per frame
         // (not one per viewer): the cost of another viewer is a write, nothing more.
         let mp4 = fragments.map { ByteBuffer(bytes: $0.bytes) }
-        let picture = jpeg.map { ByteBuffer(bytes: Self.part($0)) }
-        eventLoop.execute { [self] in
-            send(targets.map { c in (c, c.kind == .mp4 ? mp4 : picture.map { [$0] } ?? []) })
+        eventLoop.execute { [self] in send(targets.map { ($0, mp4) }) }
+    }
+
+    /// A new JPEG picture (on the JPEG feed's thread).
+    func publish(jpeg: [UInt8]) {
+        let targets = state.withLock { s -> [Client] in
+            s.feed.latestJPEG = jpeg
+            return s.clients.values.filter { $0.kind == .mjpeg }
         }
+        guard !targets.isEmpty else { return }
+        let picture = ByteBuffer(bytes: Self.part(jpeg))
+        eventLoop.execute { [self] in send(targets.map { ($0, [picture]) }) }
     }
 
     // MARK: The HTTP side
@@ -138,7 +146,11 @@ final class ServeHub: Sendable {
     }
 
     func leave(_ channel: any Channel) {
-        state.withLock { _ = $0.clients.removeValue(forKey: ObjectIdentifier(channel)) }
+        state.withLock { s in
+            s.clients.removeValue(forKey: ObjectIdentifier(channel))
+            // Pictures stop being made with the last JPEG viewer: the next one must not start on a stale one.
+            if !s.clients.values.contains(where: { $0.kind == .mjpeg }) { s.feed.latestJPEG = nil }
+        }
     }
 
     /// Sends each client its buffers (on the event loop). Backlogs are counted under one lock for the

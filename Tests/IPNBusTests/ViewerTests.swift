@@ -189,6 +189,7 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertGreaterThan(pictures.count, 50, "the MJPEG fallback carries the pictures")
         XCTAssertEqual(pictures, pictures.sorted(), "in order")
         XCTAssertTrue(file("serve.out").contains("to 4 viewer connection(s)"), file("serve.out"))
+        XCTAssertTrue(file("serve.out").contains("JPEG pictures made"), "the JPEG path reports its work: \(file("serve.out"))")
     }
 
     func testServeMuxesTheBusSoundIntoTheBrowsersStreamInSync() async throws {
