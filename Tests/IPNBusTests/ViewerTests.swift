@@ -69,11 +69,16 @@ final class ViewerTests: MediaScriptTestCase {
     }
 
     func testNativeViewerKeysToggleOverlayAndFullscreenAndQuit() async throws {
-        try requireTools(["Xvfb", "xwininfo", "xdotool", "import"])
-        // Real key presses (XTEST) into the window under the pointer, as a user types them. Xvfb has no
-        // window manager to resize a fullscreen window: the viewer's log says whether SDL took the request.
+        try requireTools(["Xvfb", "xwininfo", "xdotool", "import", "openbox"])
+        // Real key presses (XTEST) into the focused window, as a user types them, under a window manager
+        // that carries out fullscreen requests as a desktop's does.
         let r = try await script("""
             \(xserver)
+            openbox > openbox.log 2>&1 &
+            # size WxH: until the viewer's window has that size.
+            size() { i=0; until xwininfo -name 'mediajack view bus' 2>/dev/null | tr -d ' ' | grep -q "^Width:${1%x*}$"; do
+              i=$((i+1)); [ $i -gt 100 ] && { xwininfo -name 'mediajack view bus'; return 1; }; sleep 0.05; done
+              xwininfo -name 'mediajack view bus' | tr -d ' ' | grep -q "^Height:${1#*x}$"; }
             mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
             waitbus
             mediajack view bus > view.out 2> view.err &
@@ -84,13 +89,17 @@ final class ViewerTests: MediaScriptTestCase {
             xdotool key o; waitfor view.err 'overlay off' || exit 1
             sleep 0.5; shot overlay-off.gray
             xdotool key f; waitfor view.err 'fullscreen on' || exit 1
+            size 1280x720 && echo "fullscreen covers the screen" || exit 1
             xdotool key f; waitfor view.err 'fullscreen off' || exit 1
+            size 640x360 && echo "windowed again" || exit 1
             xdotool key q
             i=0; while kill -0 $viewer 2>/dev/null; do i=$((i+1)); [ $i -gt 200 ] && { echo "q did not quit"; exit 1; }; sleep 0.05; done
             wait $viewer; echo "viewer exit $?"
             """, timeout: 60)
         XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("view.err"))")
         XCTAssertTrue(r.standardOutput.contains("viewer exit 0"), "q quits cleanly: \(r.standardOutput)")
+        XCTAssertTrue(r.standardOutput.contains("fullscreen covers the screen"), r.standardOutput)
+        XCTAssertTrue(r.standardOutput.contains("windowed again"), r.standardOutput)
         XCTAssertTrue(file("view.out").contains("showed"), file("view.out"))
         // The overlay is white text at the bottom; the test picture has no white down there (its luma stays
         // below 170 outside the barcode), so white pixels in the bottom rows are the overlay's.
