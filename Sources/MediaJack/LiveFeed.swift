@@ -22,6 +22,10 @@ public final class LiveFeed {
     public private(set) var initialization: [UInt8]?
     /// The MIME type with its RFC 6381 codec ("video/mp4; codecs=\"avc1.64001e\""), for isTypeSupported.
     public private(set) var mime: String?
+    /// When the picture at MP4 time zero was captured, wall clock (ns since the Unix epoch): a page
+    /// adds a frame's media time to it for the frame's capture time, and so measures its delay.
+    public private(set) var captureTimeAtZero: Int64?
+    private var captureOffset: Int64?
     /// Fragments from the last keyframe on: a joining browser gets these first.
     public private(set) var sinceKeyframe: [Fragment] = []
 
@@ -90,6 +94,9 @@ public final class LiveFeed {
         guard let mp4 else { return [] }
         defer { made.removeAll() }
         _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
+        // Capture and presentation times of one publisher's frames are a fixed distance apart.
+        if captureOffset == nil && h.captureTime > 0 { captureOffset = h.captureTime &- h.pts }
+        if captureTimeAtZero == nil, let zero = mp4.startTime, let captureOffset { captureTimeAtZero = zero &+ captureOffset }
         return keep(made)
     }
 

@@ -84,6 +84,9 @@ public final class Recorder {
         avformat_free_context(context)
     }
 
+    /// The bus time (pts, CLOCK_MONOTONIC ns) of the file's time zero, once the first frame was written.
+    public var startTime: Int64? { origin }
+
     /// The header is written: no stream can be added any more.
     public var hasStarted: Bool { started || origin != nil }
 

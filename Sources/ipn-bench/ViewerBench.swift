@@ -1,13 +1,16 @@
 import CIPNSys
 import Foundation
 import Glibc
+import Histogram
 import MediaJack
 import MediaWire
 
 /// Viewers part of the benchmark. Per frame: what `mediajack serve` does for browsers (an fMP4
 /// fragment; the JPEG fallback) against decoding the same frame. Fan-out: `mediajack serve`'s CPU with
 /// N browser connections (curl) against the design it replaces, one remuxing bus consumer per viewer
-/// (N `mediajack record` processes), both measured in the same run on the same stream.
+/// (N `mediajack record` processes), both measured in the same run on the same stream. Delay: what a
+/// headless Chromium on the page measures from each frame's capture to its display, against the frame
+/// interval of the same stream.
 enum ViewerBench {
     static func run(quick: Bool) throws {
         MediaLibrary.quiet()
@@ -18,6 +21,7 @@ enum ViewerBench {
         print(String(format: "  fMP4 fragment (Media Source Extensions): %5.1f µs/frame  %6.3fx decode", costs.fragment, costs.fragment / costs.decode))
         print(String(format: "  JPEG fallback (decode + encode):       %7.1f µs/frame  %6.2fx decode  (on a thread of its own)", costs.jpeg, costs.jpeg / costs.decode))
         fanOut(seconds: quick ? 2 : 10, counts: quick ? [1, 8] : [1, 8, 32])
+        browserDelay(frames: quick ? 100 : 600)
     }
 
     struct PerFrame { var decode: Double; var fragment: Double; var jpeg: Double }
@@ -105,5 +109,54 @@ enum ViewerBench {
             guard let s = cpu["serve \(n)"], let r = cpu["record \(n)"] else { print("  \(n): failed: \(text)"); continue }
             print(String(format: "  %2d %9.1f %% %10.2f %% %15.1f %% %16.2fx", n, s, s / Double(n), r, r / max(s, 0.01)))
         }
+    }
+
+    /// Runs `mediajack serve` on a live 720p30 stream and the page in headless Chromium (the tests'
+    /// DevTools tool), which measures each frame's delay from capture to display (the frame's media time
+    /// mapped to its capture time, against requestVideoFrameCallback's display time).
+    static func browserDelay(frames: Int) {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let tool = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Tests/tools/browser-screenshots.py").path
+        guard FileManager.default.isExecutableFile(atPath: bin + "/mediajack"), FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"),
+              FileManager.default.fileExists(atPath: tool) else {
+            print("browser delay: skipped (needs mediajack beside ipn-bench, chromium, and \(tool))")
+            return
+        }
+        let fps = 30.0
+        // The first frames a page shows come from the GOP it joined with, older than live: steady state after 3 s.
+        let warmUp = 90
+        let work = "/tmp/ipn-bench-browser-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let script = """
+            set -u
+            cd '\(work)'
+            B='\(bin)'
+            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; "$B/ipn" rm bus 2>/dev/null; }
+            trap cleanup EXIT
+            "$B/ipn" create bus --policy media --mtu 4194304 --queue 256 --persistent > /dev/null
+            "$B/mediajack" serve bus --listen 127.0.0.1:0 > serve.out 2> /dev/null &
+            until grep -q serving serve.out 2> /dev/null; do sleep 0.05; done
+            url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
+            "$B/mediajack" publish test:video bus --encode h264 --gop 60 --size 1280x720 --fps \(Int(fps)) --bitrate 4000000 > /dev/null 2>&1 &
+            python3 '\(tool)' "$url" shots --count 0 --timeout \(frames / 10 + 60) --window-size 1400,900 \\
+              --ready-js "window.mediajack && window.mediajack.framesShown>=\(frames + warmUp)" --state state.json > /dev/null 2>&1
+            cat state.json
+            """
+        guard let text = bashOutput(script), let state = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let delays = (state["delays"] as? [Double]).map({ Array($0.suffix(frames)) }), !delays.isEmpty else {
+            print("browser delay: the page measured nothing")
+            return
+        }
+        var histogram = Histogram<UInt64>(highestTrackableValue: 100_000_000, numberOfSignificantValueDigits: .three)
+        for d in delays where d > 0 { histogram.record(UInt64(d * 1000)) }  // µs
+        let p50 = Double(histogram.valueAtPercentile(50)) / 1000, p99 = Double(histogram.valueAtPercentile(99)) / 1000
+        let interval = 1000 / fps
+        print("")
+        print("browser delay, 1280x720 30 fps H.264 through `mediajack serve` into headless Chromium (MSE): capture to display, \(delays.count) frames after the first \(warmUp)")
+        print(String(format: "  median %6.1f ms  %5.2fx the frame interval (%.1f ms)", p50, p50 / interval, interval))
+        print(String(format: "  p99    %6.1f ms  %5.2fx the frame interval", p99, p99 / interval))
+        print("  stalls (playback ran out of data): \((state["stalls"] as? Int) ?? -1), frames the browser dropped: \((state["dropped"] as? Int) ?? -1)")
     }
 }

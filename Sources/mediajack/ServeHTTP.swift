@@ -7,7 +7,7 @@ import NIOPosix
 
 /// `mediajack serve`'s HTTP side (SwiftNIO): the page, its status, and the two live streams.
 ///   GET /             the player page
-///   GET /status.json  what is on the bus: {"state", "streams": [{id, kind, codec, width, height, mime?, audio?}], "clients"}
+///   GET /status.json  what is on the bus: {"state", "streams": [{id, kind, codec, width, height, mime?, audio?, captureMsAtZero?}], "clients"}
 ///   GET /stream.mp4   fragmented MP4 from a keyframe on, for Media Source Extensions (503 before one)
 ///   GET /stream.mjpeg multipart JPEG pictures, for browsers without MSE and for MJPEG sources
 final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -72,6 +72,9 @@ final class ServeHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             entry["mse"] = s.offersMP4
             // audio: the id of the audio stream muxed into the fMP4 (AAC), when there is sound.
             if let a = s.audio { entry["audio"] = a }
+            // captureMsAtZero: when the picture at the fMP4's time zero was captured (ms since the Unix
+            // epoch): the page's delay from capture to screen is its display time minus that plus media time.
+            if let zero = s.captureMsAtZero { entry["captureMsAtZero"] = zero }
             entry["ready"] = s.unavailable(for: s.offersMP4 ? .mp4 : .mjpeg, bus: hub.busPath) == nil
             streams.append(entry)
         }

@@ -37,6 +37,8 @@ final class ServeHub: Sendable {
         var mime: String?
         var sinceKeyframe: [LiveFeed.Fragment] = []
         var latestJPEG: [UInt8]?
+        /// Wall-clock capture time of MP4 time zero, milliseconds since the Unix epoch.
+        var captureMsAtZero: Double?
 
         /// Why a viewer of `kind` cannot start now; nil when it can.
         func unavailable(for kind: Kind, bus: String) -> String? {
@@ -95,6 +97,7 @@ final class ServeHub: Sendable {
             s.feed.initialization = feed.initialization
             s.feed.mime = feed.mime
             s.feed.sinceKeyframe = feed.sinceKeyframe
+            s.feed.captureMsAtZero = feed.captureTimeAtZero.map { Double($0) / 1e6 }
             return s.clients.values.filter { $0.kind == .mp4 }
         }
         guard !targets.isEmpty, !fragments.isEmpty else { return }

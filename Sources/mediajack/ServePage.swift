@@ -53,9 +53,10 @@ let servePageHTML = #"""
   var forceMJPEG = params.has('mjpeg');
   var RETRY_MS = 750;          // poll interval while waiting / after a stream ended
   var STALL_MS = 10000;        // no bytes for this long: drop the connection and retry
-  var CHASE_S = 0.5;           // jump to the live edge when this far behind
-  var EDGE_S = 0.1;            // ... landing this far behind the newest data
-  var CATCHUP_S = 0.25;        // between this and CHASE_S: play 10% fast until back near the edge
+  // How far behind the newest data the page plays: ?edge=S (seconds) trades smoothness for delay.
+  var EDGE_S = Math.min(2, Math.max(0.02, parseFloat(params.get('edge')) || 0.1));
+  var CHASE_S = Math.max(0.5, 4 * EDGE_S);  // jump to EDGE_S behind the newest data when this far behind
+  var CATCHUP_S = 1.5 * EDGE_S;             // between this and CHASE_S: play 10% fast until back near the edge
   var KEEP_S = 10;             // keep this much played video in the SourceBuffer
 
   var mj = window.mediajack = {
@@ -67,7 +68,10 @@ let servePageHTML = #"""
     width: 0, height: 0, fps: 0, dropped: 0, latency: null, clients: null, error: null,
     audio: false,              // the stream being played carries sound
     soundOn: false,            // the viewer turned the sound on (pages start muted: autoplay rules)
-    audioBytes: null           // audio bytes the browser decoded (Chromium), for the curious and the tests
+    audioBytes: null,          // audio bytes the browser decoded (Chromium), for the curious and the tests
+    delay: null,               // ms from capture to screen, median of the last 30 frames (MSE, rVFC)
+    delays: [],                // the last 600 of those delays, ms
+    stalls: 0                  // times playback ran out of data (MSE)
   };
 
   var frame = document.getElementById('frame');
@@ -150,7 +154,9 @@ let servePageHTML = #"""
       parts.push(mj.fps.toFixed(1) + ' fps');
       if (mj.mode === 'mse') {
         parts.push('dropped ' + mj.dropped);
-        parts.push('latency ' + (mj.latency == null ? '\u2013' : Math.round(mj.latency * 1000) + ' ms'));
+        if (mj.stalls) parts.push('stalls ' + mj.stalls);
+        if (mj.delay != null) parts.push(Math.round(mj.delay) + ' ms from capture to screen');
+        else parts.push('latency ' + (mj.latency == null ? '\u2013' : Math.round(mj.latency * 1000) + ' ms'));
       }
     }
     parts.push(mj.mode === 'mse' ? 'MSE' : 'MJPEG');
@@ -171,6 +177,17 @@ let servePageHTML = #"""
   var rvfc = 'requestVideoFrameCallback' in HTMLVideoElement.prototype;
   var rvfcToken = 0;
   var lastPresented = -1;
+  var captureMsAtZero = null;  // from status.json: the capture time (Unix ms) of media time zero
+  // A frame's delay from capture to screen: when it is shown (performance.timeOrigin is Unix ms) less
+  // when it was captured (the capture time of media time zero plus its media time).
+  function noteDelay(meta) {
+    if (captureMsAtZero == null || !meta || typeof meta.mediaTime !== 'number' || typeof meta.expectedDisplayTime !== 'number') return;
+    var d = performance.timeOrigin + meta.expectedDisplayTime - (captureMsAtZero + meta.mediaTime * 1000);
+    mj.delays.push(d);
+    if (mj.delays.length > 600) mj.delays.shift();
+    var recent = mj.delays.slice(-30).sort(function (a, b) { return a - b; });
+    mj.delay = recent[recent.length >> 1];
+  }
   function watchVideo(v) {
     if (!rvfc) return;
     var token = ++rvfcToken;
@@ -180,6 +197,7 @@ let servePageHTML = #"""
       var n = 1;
       if (p >= 0 && lastPresented >= 0 && p > lastPresented) n = Math.min(p - lastPresented, 100);
       lastPresented = p;
+      noteDelay(meta);
       frameShown(n);
       v.requestVideoFrameCallback(cb);
     };
@@ -289,6 +307,8 @@ let servePageHTML = #"""
 
     function fail(e) { if (!failed) { failed = e || new Error('media error'); ctl.abort(); } }
     sb.addEventListener('error', function () { fail(new Error('SourceBuffer error')); });
+    // A stall: playing along, the data ran out (not the start, not a jump to the edge).
+    v.addEventListener('waiting', function () { if (started && !v.seeking && session === s && mj.streamFrames > 30) mj.stalls++; });
     v.onerror = function () { fail(new Error('video error ' + (v.error ? v.error.code + ' ' + v.error.message : ''))); };
 
     function edge() {
@@ -307,7 +327,7 @@ let servePageHTML = #"""
         v.playbackRate = 1;
       } else if (lat > CATCHUP_S) {
         if (v.playbackRate !== 1.1) v.playbackRate = 1.1;   // drift back to the edge, unnoticed
-      } else if (lat < EDGE_S + 0.05 && v.playbackRate !== 1) {
+      } else if (lat < EDGE_S * 1.1 && v.playbackRate !== 1) {
         v.playbackRate = 1;
       }
       if (v.paused) v.play().catch(function () {});
@@ -486,6 +506,8 @@ let servePageHTML = #"""
       var mime = mseMime(vs);
       mj.mode = mime ? 'mse' : 'mjpeg';
       mj.audio = !!mime && vs.audio != null;
+      captureMsAtZero = typeof vs.captureMsAtZero === 'number' ? vs.captureMsAtZero : null;
+      mj.delay = null;
       renderSound();
       mj.streamFrames = 0;
       var why;

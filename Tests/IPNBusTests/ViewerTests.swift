@@ -279,11 +279,14 @@ final class ViewerTests: MediaScriptTestCase {
     /// The page in a real browser: screenshots a second apart show the picture advancing.
     /// `mode`: how the page must be playing (mse or mjpeg) before the screenshots; `streams`: after how
     /// many stream connections that showed pictures (2: the publisher left and came back).
-    /// `sound`: the page must also be decoding the stream's sound (Chromium counts the bytes).
-    func browse(_ path: String, shots: String, mode: String, streams: Int = 1, sound: Bool = false) -> String {
+    /// `sound`: the page must also be decoding the stream's sound (Chromium counts the bytes); `delays`:
+    /// it must have measured the delay from capture to screen of that many frames. The page's state is
+    /// written to SHOTS.json after the screenshots.
+    func browse(_ path: String, shots: String, mode: String, streams: Int = 1, sound: Bool = false, delays: Int = 0) -> String {
         let ready = "window.mediajack && window.mediajack.mode==='\(mode)' && window.mediajack.state==='playing' && window.mediajack.streams>=\(streams) && window.mediajack.streamFrames>5"
             + (sound ? " && window.mediajack.audio && window.mediajack.audioBytes>8000" : "")
-        return "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 --ready-js \"\(ready)\" > \(shots).log 2>&1"
+            + (delays > 0 ? " && window.mediajack.delays.length>=\(delays)" : "")
+        return "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 --ready-js \"\(ready)\" --state \(shots).json > \(shots).log 2>&1"
     }
 
     func assertAdvancing(_ shots: String, line: UInt = #line) async throws {
@@ -299,7 +302,7 @@ final class ViewerTests: MediaScriptTestCase {
             mediajack publish test:audio bus > audio.log 2>&1 &
             mediajack publish test:video bus --encode h264 --gop 25 > pub.log 2>&1 &
             waitfor serve.err 'with sound' || exit 1
-            \(browse("", shots: "mse", mode: "mse", sound: true)) & mse=$!
+            \(browse("", shots: "mse", mode: "mse", sound: true, delays: 20)) & mse=$!
             \(browse("?mjpeg", shots: "mjpeg", mode: "mjpeg")) & mjpeg=$!
             wait $mse; echo "mse $?"; wait $mjpeg; echo "mjpeg $?"
             """, timeout: 120)
@@ -307,6 +310,14 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertTrue(r.standardOutput.contains("mjpeg 0"), "\(r)\n\(file("mjpeg.log"))")
         try await assertAdvancing("mse")
         try await assertAdvancing("mjpeg")
+        // The page measures each frame's delay from capture (the bus's capture time) to screen. Not a speed
+        // check (the benchmark measures that), a clock check: a wrong mapping would be off by seconds or more.
+        let state = (try? JSONSerialization.jsonObject(with: Data(file("mse.json").utf8))) as? [String: Any]
+        let delays = state?["delays"] as? [Double] ?? []
+        XCTAssertGreaterThanOrEqual(delays.count, 20, file("mse.json"))
+        guard !delays.isEmpty else { return }
+        let median = delays.sorted()[delays.count / 2]
+        XCTAssertTrue(median > 0 && median < 5000, "the delay from capture to screen is a plausible \(median) ms: \(delays)")
     }
 
     func testThePagePicksTheStreamUpAgainWhenThePublisherReturns() async throws {

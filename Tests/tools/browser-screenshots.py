@@ -2,11 +2,12 @@
 """Screenshots of one element of a live page, taken by headless Chromium over the DevTools protocol.
 
     browser-screenshots.py URL OUTDIR [--count 2] [--interval 1.0] [--timeout 30]
-                           [--selector '#picture'] [--ready-js EXPR]
+                           [--selector '#picture'] [--ready-js EXPR] [--state FILE]
 
 Starts Chromium headless with a temporary profile, opens URL, waits until EXPR is true, then writes
 OUTDIR/shot-1.png, shot-2.png, ... (PNG, clipped to the element's box, device scale factor 1) and prints
-one line per shot: "PATH WIDTHxHEIGHT". Exit status 0 on success, 1 on failure (with the page's
+one line per shot: "PATH WIDTHxHEIGHT"; with --state, then writes window.mediajack as JSON to FILE
+(--count 0: no shots, the state alone). Exit status 0 on success, 1 on failure (with the page's
 console log, the value of window.mediajack and Chromium's stderr tail printed to stderr).
 Chromium is found as $CHROMIUM, or chromium / chromium-browser / google-chrome on PATH.
 Needs the `websocket` module (Debian: python3-websocket; PyPI: websocket-client).
@@ -275,6 +276,7 @@ def main():
     ap.add_argument('--window-size', default='1280,900', help='W,H of the browser window')
     ap.add_argument('--chromium', help='Chromium binary (default: $CHROMIUM or chromium on PATH)')
     ap.add_argument('--verbose', action='store_true', help='echo the page console as it happens')
+    ap.add_argument('--state', help='after the shots, write window.mediajack (JSON) to this file')
     a = ap.parse_args()
 
     def on_signal(signum, frame):
@@ -339,6 +341,9 @@ def main():
             print('%s %dx%d' % (path, pw, ph), flush=True)
             if i < a.count:
                 time.sleep(max(0.0, a.interval - (time.time() - t_shot)))
+        if a.state:
+            with open(a.state, 'w') as f:
+                f.write(b.evaluate('JSON.stringify(window.mediajack === undefined ? null : window.mediajack)'))
         return 0
     except Failure as e:
         log('FAILED: %s' % e)
