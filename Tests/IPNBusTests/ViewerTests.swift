@@ -286,7 +286,10 @@ final class ViewerTests: MediaScriptTestCase {
         let ready = "window.mediajack && window.mediajack.mode==='\(mode)' && window.mediajack.state==='playing' && window.mediajack.streams>=\(streams) && window.mediajack.streamFrames>5"
             + (sound ? " && window.mediajack.audio && window.mediajack.audioBytes>8000" : "")
             + (delays > 0 ? " && window.mediajack.delays.length>=\(delays)" : "")
-        return "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 --ready-js \"\(ready)\" --state \(shots).json > \(shots).log 2>&1"
+        // With sound, a real click on the page's sound button (a user gesture) must turn it on, and the
+        // picture must keep playing (a browser pauses a video unmuted without one).
+        let click = sound ? " --click '#sound' --clicked-js \"window.mediajack.soundOn && !document.getElementById('picture').muted && !document.getElementById('picture').paused\"" : ""
+        return "\(Self.repository)/Tests/tools/browser-screenshots.py \"${url}\(path)\" \(shots) --count 2 --interval 1 --timeout 45 --ready-js \"\(ready)\"\(click) --state \(shots).json > \(shots).log 2>&1"
     }
 
     func assertAdvancing(_ shots: String, line: UInt = #line) async throws {

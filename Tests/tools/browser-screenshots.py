@@ -3,11 +3,13 @@
 
     browser-screenshots.py URL OUTDIR [--count 2] [--interval 1.0] [--timeout 30]
                            [--selector '#picture'] [--ready-js EXPR] [--state FILE]
+                           [--click SELECTOR --clicked-js EXPR]
 
 Starts Chromium headless with a temporary profile, opens URL, waits until EXPR is true, then writes
 OUTDIR/shot-1.png, shot-2.png, ... (PNG, clipped to the element's box, device scale factor 1) and prints
 one line per shot: "PATH WIDTHxHEIGHT"; with --state, then writes window.mediajack as JSON to FILE
-(--count 0: no shots, the state alone). Exit status 0 on success, 1 on failure (with the page's
+(--count 0: no shots, the state alone). --click: once ready, a real mouse click (a user gesture, as
+autoplay rules want) on the element's centre, then a wait until --clicked-js is true. Exit status 0 on success, 1 on failure (with the page's
 console log, the value of window.mediajack and Chromium's stderr tail printed to stderr).
 Chromium is found as $CHROMIUM, or chromium / chromium-browser / google-chrome on PATH.
 Needs the `websocket` module (Debian: python3-websocket; PyPI: websocket-client).
@@ -277,6 +279,8 @@ def main():
     ap.add_argument('--chromium', help='Chromium binary (default: $CHROMIUM or chromium on PATH)')
     ap.add_argument('--verbose', action='store_true', help='echo the page console as it happens')
     ap.add_argument('--state', help='after the shots, write window.mediajack (JSON) to this file')
+    ap.add_argument('--click', help='once ready, click the centre of this element (a real mouse event)')
+    ap.add_argument('--clicked-js', default='true', help='after --click, wait until this is true')
     a = ap.parse_args()
 
     def on_signal(signum, frame):
@@ -314,6 +318,21 @@ def main():
                 raise Failure('timed out after %.0f s waiting for: %s%s' % (
                     a.timeout, a.ready_js, ('\n  (last try: %s)' % last_error) if last_error else ''))
             time.sleep(0.2)
+
+        if a.click:
+            r = b.evaluate('(function(){var e=document.querySelector(%s); if(!e) return null;'
+                           'var r=e.getBoundingClientRect(); return {x:r.left+r.width/2, y:r.top+r.height/2};})()'
+                           % json.dumps(a.click))
+            if not r:
+                raise Failure('no element matches %s to click' % a.click)
+            for kind in ('mouseMoved', 'mousePressed', 'mouseReleased'):
+                b.call('Input.dispatchMouseEvent', {'type': kind, 'x': r['x'], 'y': r['y'], 'button': 'left',
+                                                    'buttons': 1 if kind == 'mousePressed' else 0,
+                                                    'clickCount': 0 if kind == 'mouseMoved' else 1}, session=True)
+            while not b.evaluate('!!(%s)' % a.clicked_js, timeout=10):
+                if time.time() > deadline:
+                    raise Failure('timed out after clicking %s waiting for: %s' % (a.click, a.clicked_js))
+                time.sleep(0.2)
 
         sel = json.dumps(a.selector)
         rect_js = ('(function(){var e=document.querySelector(%s); if(!e) return null;'
