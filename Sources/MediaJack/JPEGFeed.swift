@@ -31,7 +31,8 @@ public final class JPEGFeed: @unchecked Sendable {
     private var restart = false
     private let finished = DispatchSemaphore(value: 0)
 
-    /// `picture` gets each JPEG picture, on the feed's thread (or, for MJPEG, on the caller's).
+    /// `picture` gets each JPEG picture, on the feed's thread (or, for MJPEG, on the caller's). The
+    /// thread runs until `stop()`, which its owner must call.
     public init(_ d: StreamDescription, picture: @escaping @Sendable ([UInt8]) -> Void) {
         maker = JPEGMaker(d)
         self.picture = picture

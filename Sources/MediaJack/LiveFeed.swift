@@ -138,13 +138,16 @@ public final class LiveFeed {
 
     /// The object type in the esds box's DecoderSpecificInfo (tag 5) of the audio track.
     private static func audioObjectType(_ bytes: [UInt8]) -> Int? {
-        guard let esds = find("esds", in: bytes) else { return nil }
+        guard let esds = find("esds", in: bytes), esds >= 8 else { return nil }
+        // The box's own size bounds the descriptors (its 4 bytes come before the type).
+        let size = bytes[(esds - 8)..<(esds - 4)].reduce(0) { $0 << 8 | Int($1) }
+        let end = min(bytes.count, esds - 8 + size)
         var i = esds + 4  // version and flags
-        while i < bytes.count {
+        while i < end {
             let tag = bytes[i]
             i += 1
             var length = 0
-            for _ in 0..<4 where i < bytes.count {  // expandable size: 7 bits a byte, high bit "more"
+            for _ in 0..<4 where i < end {  // expandable size: 7 bits a byte, high bit "more"
                 let b = bytes[i]; i += 1
                 length = length << 7 | Int(b & 0x7f)
                 if b & 0x80 == 0 { break }
@@ -152,7 +155,7 @@ public final class LiveFeed {
             switch tag {
             case 3: i += 3  // ES_Descriptor: ES_ID and flags, then nested descriptors
             case 4: i += 13  // DecoderConfigDescriptor: object type, stream type, buffer size, bitrates
-            case 5: return i < bytes.count ? Int(bytes[i] >> 3) : nil
+            case 5: return i < end ? Int(bytes[i] >> 3) : nil
             default: i += length
             }
         }

@@ -76,18 +76,21 @@ public final class SegmentedRecorder {
         return false
     }
 
-    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool = false) throws(MediaError) {
-        guard let target = writtenAs[id], var c = current else { return }
+    /// Returns whether the frame went into the file at once (see `Recorder.write`).
+    @discardableResult
+    public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool = false) throws(MediaError) -> Bool {
+        guard let target = writtenAs[id], var c = current else { return false }
         if let s = segmentSeconds, live[id]?.kind == .video, h.flags.contains(.keyframe), (c.position(of: h) ?? 0) >= s {
             try rotate()
             c = current!
         }
-        try c.write(stream: writtenAs[id] ?? target, h, payload: payload, discontinuity: discontinuity)
+        return try c.write(stream: writtenAs[id] ?? target, h, payload: payload, discontinuity: discontinuity)
     }
 
-    public func write(stream id: UInt32, _ h: FrameHeader, bytes: [UInt8], discontinuity: Bool = false) throws(MediaError) {
+    @discardableResult
+    public func write(stream id: UInt32, _ h: FrameHeader, bytes: [UInt8], discontinuity: Bool = false) throws(MediaError) -> Bool {
         let r = bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try write(stream: id, h, payload: b, discontinuity: discontinuity) } }
-        try r.get()
+        return try r.get()
     }
 
     /// A stream ended; its output stream waits for a comeback with equal parameters.

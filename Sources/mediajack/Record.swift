@@ -65,8 +65,8 @@ struct Record: ParsableCommand {
                     }
                 case .frame(let h, let payload, let discontinuity):
                     guard open.contains(h.stream) else { continue }
-                    try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity)
-                    if h.flags.contains(.replay) { replayed += 1 }
+                    // Replayed frames a file starts with (not ones skipped while waiting for a keyframe).
+                    if try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity), h.flags.contains(.replay) { replayed += 1 }
                     if let duration, recorder.duration >= duration { ended = true }
                 case .endOfStream(let id):
                     open.remove(id)

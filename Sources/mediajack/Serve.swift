@@ -124,8 +124,8 @@ struct Serve: ParsableCommand {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d) where d.kind == .audio:
-                    sounds.removeAll { $0.stream == id }
-                    sounds.append((id, d))
+                    // Described anew, it keeps its place (the oldest sound goes with the picture).
+                    if let i = sounds.firstIndex(where: { $0.stream == id }) { sounds[i] = (id, d) } else { sounds.append((id, d)) }
                     // Sound arrived for a picture served without it (or described anew): start again with it.
                     if let f = feed, f.offersMP4, sound()?.stream == id, f.audioStream == nil || f.audioStream == id {
                         say("audio stream \(id) (\(d.codec)) joins the picture: browsers start again at the next keyframe")

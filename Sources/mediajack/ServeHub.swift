@@ -110,8 +110,10 @@ final class ServeHub: Sendable {
     /// A new JPEG picture (on the JPEG feed's thread).
     func publish(jpeg: [UInt8]) {
         let targets = state.withLock { s -> [Client] in
-            s.feed.latestJPEG = jpeg
-            return s.clients.values.filter { $0.kind == .mjpeg }
+            let viewers = s.clients.values.filter { $0.kind == .mjpeg }
+            // Kept for the next JPEG viewer only while someone watches: else it could be stale when one comes.
+            if !viewers.isEmpty { s.feed.latestJPEG = jpeg }
+            return viewers
         }
         guard !targets.isEmpty else { return }
         let picture = ByteBuffer(bytes: Self.part(jpeg))
@@ -126,18 +128,23 @@ final class ServeHub: Sendable {
     /// Returns false when there is nothing to watch yet.
     /// `version`: the request's; an HTTP/1.0 client gets its stream unchunked, ended by closing.
     func join(_ channel: any Channel, kind: Kind, version: HTTPVersion = .http1_1) -> Bool {
-        let start: [[UInt8]]? = state.withLock { s in
+        let joined: (start: [[UInt8]], feed: Snapshot)? = state.withLock { s in
             guard s.feed.unavailable(for: kind, bus: busPath) == nil else { return nil }
             s.clients[ObjectIdentifier(channel)] = Client(channel: channel, kind: kind)
             s.served += 1
             switch kind {
-            case .mp4: return [s.feed.initialization!] + s.feed.sinceKeyframe.map(\.bytes)
-            case .mjpeg: return s.feed.latestJPEG.map { [Self.part($0)] } ?? []
+            case .mp4: return ([s.feed.initialization!] + s.feed.sinceKeyframe.map(\.bytes), s.feed)
+            case .mjpeg: return (s.feed.latestJPEG.map { [Self.part($0)] } ?? [], s.feed)
             }
         }
-        guard let start else { return false }
+        guard let (start, feed) = joined else { return false }
         var head = HTTPResponseHead(version: version.minor == 0 ? .http1_0 : .http1_1, status: .ok)
         head.headers.add(name: "Content-Type", value: kind.contentType)
+        if kind == .mp4 {
+            // What this very init segment holds (status.json may have been read before the stream changed).
+            if let mime = feed.mime { head.headers.add(name: "X-Mediajack-Mime", value: mime) }
+            if let zero = feed.captureMsAtZero { head.headers.add(name: "X-Mediajack-Capture-Ms-At-Zero", value: String(zero)) }
+        }
         head.headers.add(name: "Cache-Control", value: "no-store")
         head.headers.add(name: "Connection", value: "close")
         channel.write(HTTPServerResponsePart.head(head), promise: nil)

@@ -281,6 +281,16 @@ let servePageHTML = #"""
       try { ctl.abort(); } catch (e) {}
       return 'HTTP ' + resp.status;
     }
+    // The stream says what its init segment holds: status.json may be older than a restart of the feed.
+    var sent = resp.headers.get('x-mediajack-mime');
+    if (sent && sent !== mime) {
+      if (!MediaSource.isTypeSupported(sent)) { try { ctl.abort(); } catch (e) {} return 'codecs changed to ' + sent; }
+      mime = sent;
+    }
+    var zero = parseFloat(resp.headers.get('x-mediajack-capture-ms-at-zero') || '');
+    if (!isNaN(zero)) captureMsAtZero = zero;
+    mj.audio = /mp4a/.test(mime);
+    renderSound();
     var v = usePicture('video');
     keepLastPicture(v);
     var ms = new MediaSource();
@@ -308,7 +318,7 @@ let servePageHTML = #"""
     function fail(e) { if (!failed) { failed = e || new Error('media error'); ctl.abort(); } }
     sb.addEventListener('error', function () { fail(new Error('SourceBuffer error')); });
     // A stall: playing along, the data ran out (not the start, not a jump to the edge).
-    v.addEventListener('waiting', function () { if (started && !v.seeking && session === s && mj.streamFrames > 30) mj.stalls++; });
+    v.onwaiting = function () { if (started && !v.seeking && session === s && mj.streamFrames > 30) mj.stalls++; };
     v.onerror = function () { fail(new Error('video error ' + (v.error ? v.error.code + ' ' + v.error.message : ''))); };
 
     function edge() {

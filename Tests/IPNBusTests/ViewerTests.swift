@@ -208,13 +208,14 @@ final class ViewerTests: MediaScriptTestCase {
             mediajack publish test:audio bus > audio.log 2>&1 & audio=$!
             mediajack publish test:video bus --encode h264 --gop 25 > video.log 2>&1 &
             waitfor serve.err 'with sound from stream' || exit 1
-            sleep 0.5
-            curl -s "${url}status.json" > with.json
-            curl -s -N --max-time 3 "${url}stream.mp4" -o av.mp4
+            # joinable with sound: the feed with both has seen its first keyframe
+            i=0; until curl -s "${url}status.json" > with.json && grep -q mp4a with.json && grep -q '"ready":true' with.json; do
+              i=$((i+1)); [ $i -gt 100 ] && { echo "never ready with sound: $(cat with.json)"; exit 1; }; sleep 0.05; done
+            curl -s -N --max-time 3 -D av.headers "${url}stream.mp4" -o av.mp4
             kill -INT $audio; wait $audio                # the sound leaves, the picture stays
             waitfor serve.err 'audio stream .* ended' || exit 1
-            sleep 2.5                                    # the next keyframe (a second at most)
-            curl -s "${url}status.json" > without.json
+            i=0; until curl -s "${url}status.json" > without.json && grep -q '"ready":true' without.json && ! grep -q mp4a without.json; do
+              i=$((i+1)); [ $i -gt 100 ] && { echo "never ready without sound: $(cat without.json)"; exit 1; }; sleep 0.05; done
             curl -s -N --max-time 2 "${url}stream.mp4" -o v.mp4
             kill -TERM $server; wait $server; echo "server exit $?"
             """, timeout: 60)
@@ -222,6 +223,8 @@ final class ViewerTests: MediaScriptTestCase {
         XCTAssertTrue(file("serve.err").contains("encoded to AAC"), file("serve.err"))
         XCTAssertTrue(file("with.json").contains("mp4a.40.2") && file("with.json").contains("\"audio\":"), "status gives both codecs: \(file("with.json"))")
         XCTAssertFalse(file("without.json").contains("mp4a"), "without sound, the picture alone: \(file("without.json"))")
+        XCTAssertTrue(file("av.headers").lowercased().contains("x-mediajack-mime: video/mp4; codecs=\"avc1.64001e, mp4a.40.2\""),
+                      "the stream names what its init segment holds: \(file("av.headers"))")
         // What a browser gets: H.264 and AAC in one fragmented MP4, decoding cleanly, starting together.
         // Each stream's type, first and last packet time (fragmented MP4 states no durations).
         func streams(_ name: String) async throws -> [(type: String, start: Double, end: Double)] {
