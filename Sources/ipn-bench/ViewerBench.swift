@@ -66,16 +66,7 @@ enum ViewerBench {
             print("viewer fan-out: skipped (needs mediajack beside ipn-bench, and curl)")
             return
         }
-        let work = "/tmp/ipn-bench-viewers-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let script = """
-            set -u
-            cd '\(work)'
-            B='\(bin)'
-            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; "$B/ipn" rm bus 2>/dev/null; }
-            trap cleanup EXIT
-            "$B/ipn" create bus --policy media --mtu 4194304 --queue 256 --persistent > /dev/null
+        let output = onABus(bin: bin, """
             "$B/mediajack" publish test:video bus --encode h264 --gop 50 --size 1280x720 --fps 30 --bitrate 4000000 > /dev/null 2>&1 &
             sleep 1
             ticks() { t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
@@ -94,8 +85,8 @@ enum ViewerBench {
               echo "record $n $((b - a))"
               kill $recorders 2> /dev/null; wait $recorders 2> /dev/null; rm -f rec*.ts
             done
-            """
-        guard let text = bashOutput(script) else { print("viewer fan-out: cannot run bash"); return }
+            """)
+        guard let text = output else { print("viewer fan-out: cannot run bash"); return }
         var cpu: [String: Double] = [:]  // "serve 8" → CPU %
         let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
         for line in text.split(separator: "\n") {
@@ -126,16 +117,7 @@ enum ViewerBench {
         let fps = 30.0
         // The first frames a page shows come from the GOP it joined with, older than live: steady state after 3 s.
         let warmUp = 90
-        let work = "/tmp/ipn-bench-browser-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let script = """
-            set -u
-            cd '\(work)'
-            B='\(bin)'
-            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; "$B/ipn" rm bus 2>/dev/null; }
-            trap cleanup EXIT
-            "$B/ipn" create bus --policy media --mtu 4194304 --queue 256 --persistent > /dev/null
+        let output = onABus(bin: bin, """
             "$B/mediajack" serve bus --listen 127.0.0.1:0 > serve.out 2> /dev/null &
             until grep -q serving serve.out 2> /dev/null; do sleep 0.05; done
             url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
@@ -143,8 +125,8 @@ enum ViewerBench {
             python3 '\(tool)' "$url" shots --count 0 --timeout \(frames / 10 + 60) --window-size 1400,900 \\
               --ready-js "window.mediajack && window.mediajack.framesShown>=\(frames + warmUp)" --state state.json > /dev/null 2>&1
             cat state.json
-            """
-        guard let text = bashOutput(script), let state = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            """)
+        guard let text = output, let state = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let delays = (state["delays"] as? [Double]).map({ Array($0.suffix(frames)) }), !delays.isEmpty else {
             print("browser delay: the page measured nothing")
             return
@@ -158,5 +140,23 @@ enum ViewerBench {
         print(String(format: "  median %6.1f ms  %5.2fx the frame interval (%.1f ms)", p50, p50 / interval, interval))
         print(String(format: "  p99    %6.1f ms  %5.2fx the frame interval", p99, p99 / interval))
         print("  stalls (playback ran out of data): \((state["stalls"] as? Int) ?? -1), frames the browser dropped: \((state["dropped"] as? Int) ?? -1)")
+    }
+
+    /// Runs `body` in bash in a scratch directory with a media bus `bus` made there ($B: where the
+    /// mediajack binaries are); every process it started is stopped and the bus removed at the end.
+    /// Returns its standard output; nil when bash cannot run.
+    static func onABus(bin: String, _ body: String) -> String? {
+        let work = "/tmp/ipn-bench-viewers-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        return bashOutput("""
+            set -u
+            cd '\(work)'
+            B='\(bin)'
+            cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; "$B/ipn" rm bus 2>/dev/null; }
+            trap cleanup EXIT
+            "$B/ipn" create bus --policy media --mtu 4194304 --queue 256 --persistent > /dev/null
+            \(body)
+            """)
     }
 }
