@@ -10,7 +10,7 @@ cleanup() { for p in $(jobs -p); do kill "$p" 2>/dev/null; done; wait 2>/dev/nul
 trap cleanup EXIT
 "$bin/ipn" create "$bus" --policy media --mtu 4194304 --persistent
 "$bin/mediajack" serve "$bus" --listen 127.0.0.1:8080 --duration 30 > "$dir/serve.out" & server=$!
-until grep -q serving "$dir/serve.out" 2>/dev/null; do sleep 0.05; done
+until grep -q serving "$dir/serve.out" 2>/dev/null; do kill -0 $server 2>/dev/null || exit 1; sleep 0.05; done
 cat "$dir/serve.out"
 "$bin/mediajack" publish test:audio "$bus" --frames 1400 > /dev/null 2>&1 &   # sound: the page's button turns it on
 "$bin/mediajack" publish test:video "$bus" --encode h264 --gop 25 --frames 750 2> /dev/null &

@@ -96,6 +96,30 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(r.text("recB2.log").contains("joined mid-stream"), "frames came from the cached GOP: \(r.text("recB2.log"))")
     }
 
+    func testARealCameraIsServedToABrowserClientAndRestreamedToHLS() async throws {
+        let r = try await vm()
+        XCTAssertTrue(r.text("pubS2.log").contains("published 90 frames"), r.text("pubS2.log"))
+        XCTAssertTrue(r.text("serveS.log").contains("MSE, encoded once to H.264"), r.text("serveS.log"))
+        XCTAssertEqual(r.status("serveS.log"), 0, r.text("serveS.log"))
+        // What a browser gets: fMP4 from a keyframe, H.264 encoded once from the camera's YUYV.
+        try await r.assertDecodesCleanly("served.mp4")
+        let served = try await r.videoStream("served.mp4")
+        XCTAssertEqual(served["codec_name"], "h264")
+        XCTAssertEqual(served["width"], "320")
+        XCTAssertEqual(served["height"], "180")
+        let pictures = try await r.frameHashes("served.mp4")
+        XCTAssertGreaterThan(pictures.count, 20, "3 s of the live stream")
+        XCTAssertGreaterThan(Set(pictures).count, pictures.count * 9 / 10, "vivid's moving picture: frames differ")
+        // The HLS restream, there from the start: the whole stream, playable from its playlist.
+        XCTAssertEqual(r.status("restreamS.log"), 0, r.text("restreamS.log"))
+        XCTAssertTrue(r.text("hls/live.m3u8").contains("#EXT-X-ENDLIST"), r.text("hls/live.m3u8"))
+        try await r.assertDecodesCleanly("hls/live.m3u8")
+        let restreamed = try await r.frameHashes("hls/live.m3u8")
+        XCTAssertGreaterThanOrEqual(restreamed.count, 85, "the restream has the camera's 90 frames, or nearly (the driver may lose one)")
+        let rate = try await r.measuredFrameRate("hls/live.m3u8")
+        XCTAssertEqual(rate, 15, accuracy: 15 * 0.05, "HLS at the camera's rate: \(rate) fps")
+    }
+
     func testAnUnsupportedRequestFailsWithWhatTheCameraOffers() async throws {
         let r = try await vm()
         XCTAssertEqual(r.status("unsupported.log"), 1)
@@ -384,6 +408,22 @@ struct VMRun: Sendable {
         start recB2.log mediajack record /run/camB b2.mkv
         wait
 
+        echo "== a real camera served to a browser client and restreamed to HLS: raw YUYV encoded to H.264"
+        ip link set lo up
+        ipn create /run/camS --policy media --mtu 1000000 --queue 32 --persistent
+        mkdir -p hls
+        start serveS.log mediajack serve /run/camS --listen 127.0.0.1:8090
+        start restreamS.log mediajack restream /run/camS hls/live.m3u8 --segment 1 --until-end
+        waitfile serveS.log
+        # (Small and slow: three H.264 encoders share the emulated CPU here, serve's, restream's and nothing else.)
+        start pubS2.log mediajack publish v4l2:/dev/video0 /run/camS --pixel-format yuyv422 --size 320x180 --fps 15 --frames 90
+        # A client as a page is one: once status.json says the stream can be joined.
+        i=0; until curl -s http://127.0.0.1:8090/status.json | grep -q '"ready":true'; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done
+        run curlS.log curl -s -N --max-time 3 http://127.0.0.1:8090/stream.mp4 -o served.mp4
+        i=0; until [ -s pubS2.log.status ] || [ $i -gt 300 ]; do i=$((i+1)); sleep 0.1; done
+        pkill -INT -f '^mediajack serve /run/camS'
+        wait
+
         echo "== negotiation and errors"
         run auto.log mediajack publish v4l2:/dev/video0 /run/camC --frames 3
         run unsupported.log mediajack publish v4l2:/dev/video0 /run/camC --pixel-format MJPG
@@ -432,9 +472,10 @@ struct VMRun: Sendable {
         wait
 
         echo "== sound: a busy device"
-        start arecordbusy.log arecord -q -D hw:Loopback,1,4 -f S16_LE -r 48000 -c 2 -d 3 /dev/null
+        start arecordbusy.log arecord -q -D hw:Loopback,1,4 -f S16_LE -r 48000 -c 2 -d 60 /dev/null
         i=0; until grep -q RUNNING /proc/asound/Loopback/pcm1c/sub4/status 2>/dev/null || [ $i -gt 100 ]; do i=$((i+1)); sleep 0.05; done
         run alsabusy.log mediajack publish alsa:hw:Loopback,1,4 /run/snd4 --frames 5
+        pkill -f '^arecord -q -D hw:Loopback,1,4'   # held for as long as the check took, however slow
         wait
 
         echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
@@ -461,7 +502,8 @@ struct VMRun: Sendable {
         start recGone.log mediajack record /run/camG gone.mkv --keep-raw
         sleep 0.5
         start pubGone.log mediajack publish v4l2:/dev/video0 /run/camG --pixel-format yuyv422 --size 320x180 --fps 25
-        sleep 2.5
+        waitfile pubGone.log   # it has the device (an emulated CPU may take seconds to start it)
+        sleep 2
         v4l2-ctl -d /dev/video0 --set-ctrl disconnect=1 > disconnect.log 2>&1
         wait
         echo "== done"
