@@ -80,10 +80,8 @@ public final class LiveFeed {
     /// Feeds one frame of the audio stream. Returns the MP4 fragments it made (none before the first
     /// video keyframe: the MP4 starts there, with the audio from that instant).
     public func addAudio(_ h: FrameHeader, payload: [UInt8]) throws -> [Fragment] {
-        guard let mp4, let audioStream, h.stream == audioStream else { return [] }
-        defer { made.removeAll() }
-        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: audioStream, h, payload: b) }
-        return keep(made)
+        guard let audioStream, h.stream == audioStream else { return [] }
+        return try mux(audioStream, h, payload)
     }
 
     deinit { finish() }
@@ -91,12 +89,18 @@ public final class LiveFeed {
     /// Feeds one frame of the stream. Returns the MP4 fragments it made (usually one; none before the
     /// first keyframe, and none for a stream served as JPEG only).
     public func add(_ h: FrameHeader, payload: [UInt8]) throws -> [Fragment] {
-        guard let mp4 else { return [] }
-        defer { made.removeAll() }
-        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: stream, h, payload: b) }
+        let fragments = try mux(stream, h, payload)
         // Capture and presentation times of one publisher's frames are a fixed distance apart.
         if captureOffset == nil && h.captureTime > 0 { captureOffset = h.captureTime &- h.pts }
-        if captureTimeAtZero == nil, let zero = mp4.startTime, let captureOffset { captureTimeAtZero = zero &+ captureOffset }
+        if captureTimeAtZero == nil, let zero = mp4?.startTime, let captureOffset { captureTimeAtZero = zero &+ captureOffset }
+        return fragments
+    }
+
+    /// Writes one frame of stream `id` into the MP4 and returns the fragments that made, kept for joiners.
+    private func mux(_ id: UInt32, _ h: FrameHeader, _ payload: [UInt8]) throws -> [Fragment] {
+        guard let mp4 else { return [] }
+        defer { made.removeAll() }
+        _ = try payload.withUnsafeBytes { b throws(MediaError) in try mp4.write(stream: id, h, payload: b) }
         return keep(made)
     }
 

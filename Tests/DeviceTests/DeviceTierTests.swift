@@ -384,7 +384,8 @@ struct VMRun: Sendable {
         # start NAME CMD...: the same, in the background.
         start() { n=$1; shift; ( timeout -k 5 90 "$@" > "$n" 2>&1; echo $? > "$n.status" ) & }
         waitbus() { i=0; until ipn stat "$1" > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && return 1; sleep 0.05; done; }
-        waitfile() { i=0; until [ -s "$1" ]; do i=$((i+1)); [ $i -gt 200 ] && return 1; sleep 0.05; done; }
+        # waitfile FILE [SECONDS]: until FILE is not empty (10 s at most unless told).
+        waitfile() { i=0; until [ -s "$1" ]; do i=$((i+1)); [ $i -gt $((${2:-10} * 20)) ] && return 1; sleep 0.05; done; }
 
         run devices.txt mediajack devices
 
@@ -420,7 +421,7 @@ struct VMRun: Sendable {
         # A client as a page is one: once status.json says the stream can be joined.
         i=0; until curl -s http://127.0.0.1:8090/status.json | grep -q '"ready":true'; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done
         run curlS.log curl -s -N --max-time 3 http://127.0.0.1:8090/stream.mp4 -o served.mp4
-        i=0; until [ -s pubS2.log.status ] || [ $i -gt 300 ]; do i=$((i+1)); sleep 0.1; done
+        waitfile pubS2.log.status 30
         pkill -INT -f '^mediajack serve /run/camS'
         wait
 
