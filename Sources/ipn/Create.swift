@@ -58,6 +58,25 @@ struct Create: ParsableCommand {
         }
         if persistent { return }
         print("holding the bus; press Ctrl-C to end it")
-        while true { pause() }
+        fflush(nil)  // the line reaches a pipe now, not at exit
+        waitForStopSignal()
+        // Used after the wait, so an optimised build keeps the node (the bus's hold) until Ctrl-C: a node
+        // released after its last use would leave the bus at once.
+        socket.close()
     }
+}
+
+/// Blocks until SIGINT or SIGTERM (no handler race: both are blocked except inside sigsuspend).
+func waitForStopSignal() {
+    installNetworkStopHandlers()
+    var block = sigset_t(), old = sigset_t()
+    sigemptyset(&block)
+    sigaddset(&block, SIGINT)
+    sigaddset(&block, SIGTERM)
+    sigprocmask(SIG_BLOCK, &block, &old)
+    var waiting = old
+    sigdelset(&waiting, SIGINT)
+    sigdelset(&waiting, SIGTERM)
+    while !networkStop.load(ordering: .relaxed) { sigsuspend(&waiting) }
+    sigprocmask(SIG_SETMASK, &old, nil)
 }
