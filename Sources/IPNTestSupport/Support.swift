@@ -7,8 +7,15 @@ import SystemPackage
 /// Helpers for tests that run real processes on real buses. Every process started here is reaped
 /// before the helper returns, also when the test fails.
 public enum TestSupport {
-    /// Where `swift build` put the package's executables (beside the test binary).
+    /// The package's executables the multi-process tests run: `$IPN_PRODUCTS` when set (scripts/test sets it
+    /// to the release build, the binaries users run), else the build beside the test binary.
     public static var productsDirectory: String {
+        if let dir = ProcessInfo.processInfo.environment["IPN_PRODUCTS"], !dir.isEmpty { return dir }
+        return testBinaryDirectory
+    }
+
+    /// Where `swift build` put the test binary (and, in a plain `swift test`, the executables beside it).
+    public static var testBinaryDirectory: String {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, 4095)
         let exe = String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
