@@ -108,6 +108,12 @@ public final class AlsaPCM: @unchecked Sendable {
         if direction == .playback {
             // Start once half the buffer is queued: a cushion against the first scheduling hiccup.
             _ = snd_pcm_sw_params_set_start_threshold(pcm, sw, bufferSize / 2)
+            // ALSA zeroes what has been played, so a device that plays past the last written sample (to the
+            // end of its period, or in an underrun) plays silence, never a lap-old stale buffer.
+            var boundary: snd_pcm_uframes_t = 0
+            _ = snd_pcm_sw_params_get_boundary(sw, &boundary)
+            _ = snd_pcm_sw_params_set_silence_threshold(pcm, sw, 0)
+            _ = snd_pcm_sw_params_set_silence_size(pcm, sw, boundary)
         }
         try check("snd_pcm_sw_params", snd_pcm_sw_params(pcm, sw))
         try check("snd_pcm_prepare", snd_pcm_prepare(pcm))
@@ -176,8 +182,23 @@ public final class AlsaPCM: @unchecked Sendable {
         return (Int(avail), Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
     }
 
-    /// Plays out what is queued, then stops.
-    public func drain() { _ = snd_pcm_drain(pcm) }
+    /// Plays out what is queued, then stops. Playback is padded first with two periods of silence (as aplay
+    /// pads its last chunk): devices play whole periods, so the end of the sound never falls in the period a
+    /// driver is still stopping in.
+    public func drain() {
+        if direction == .playback {
+            let frames = 2 * period
+            let silence = UnsafeMutableRawPointer.allocate(byteCount: frames * frameBytes, alignment: 16)
+            defer { silence.deallocate() }
+            silence.initializeMemory(as: UInt8.self, repeating: 0, count: frames * frameBytes)
+            var done = 0
+            while done < frames {
+                guard case .frames(let n)? = try? write(silence + done * frameBytes, frames: frames - done), n > 0 else { break }
+                done += n
+            }
+        }
+        _ = snd_pcm_drain(pcm)
+    }
 
     /// Processes that have the card behind a hw: name open.
     static func holders(_ name: String) -> [DeviceHolders.Holder] {
