@@ -74,7 +74,7 @@ struct Restream: ParsableCommand {
             restreamer.finish()
             line.end()
             let p = restreamer.progress
-            print("restreamed \(p.frames) frames (\(p.bytes) bytes) to \(url); \(p.connections) connection(s), \(p.reconnects) reconnect(s), \(p.missed) frames missed while disconnected")
+            print("restreamed \(p.frames) frames (\(p.bytes) bytes) to \(url); \(p.connections) connection(s), \(p.reconnects) reconnect(s), \(p.missed) frames missed while disconnected, \(consumer.gaps) gaps (places where the bus dropped frames for this restream)")
         } catch {
             throw fail(error)
         }
