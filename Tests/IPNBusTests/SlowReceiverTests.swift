@@ -50,18 +50,30 @@ final class SlowReceiverTests: DirectoryTestCase {
         let sender = IPNSocket()
         try sender.connect(path)
         var accepted = 0
-        var refusals = 0
-        while refusals < 20 && accepted < 10_000 {  // retry a while: the host drains the outbox meanwhile
-            do {
-                try sender.send([UInt8(accepted & 0xff)], nonBlocking: true)
-                accepted += 1
-            } catch {
-                XCTAssertEqual(error as? IPNError, .wouldBlock)
-                refusals += 1
-                usleep(20_000)
+        /// Sends without blocking until refused; the count sent.
+        func fill() -> Int {
+            var n = 0
+            while n < 10_000 {
+                do throws(IPNError) {
+                    try sender.send([UInt8((accepted + n) & 0xff)], nonBlocking: true)
+                    n += 1
+                } catch {
+                    XCTAssertEqual(error, .wouldBlock)
+                    break
+                }
             }
+            return n
         }
+        accepted = fill()
+        // The host moves what it can from the outbox into the receiver's queue meanwhile; once the queue is
+        // full (the host says so) nothing moves any more, and the outbox takes what room that freed.
+        try TestSupport.waitUntil("the host has filled the receiver's queue (8 of 8)",
+                                  lastSeen: { "\((try? receiver.status().nodes.first { $0.id == receiver.nodeID }?.queued).flatMap { $0 } ?? -1) queued" }) {
+            try receiver.status().nodes.first { $0.id == receiver.nodeID }?.queued == 8
+        }
+        accepted += fill()
         XCTAssertEqual(accepted, 8 + 64, "the receiver's queue and the sender's outbox fill, then the sender is held")
+        XCTAssertEqual(fill(), 0, "and stays held")
         // A blocking sender waits until the receiver catches up, and nothing is lost.
         nonisolated(unsafe) let s = sender
         let done = DispatchSemaphore(value: 0)
