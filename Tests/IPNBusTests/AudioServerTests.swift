@@ -85,6 +85,18 @@ final class AudioServerTests: DirectoryTestCase {
         /// Where each source stood at the end of the recording (frames), nil if it was never found.
         var ends: [Int?]
         var unexplained: String?
+        /// A run of silent periods of the same sources: one break, however long.
+        mutating func silence(_ sources: [Int], at frame: Int, period: Int) {
+            for i in sources { silent[i] += 1 }
+            if let last = run, last.sources == sources, last.from + last.count * period == frame {
+                run!.count += 1
+                breaks[breaks.count - 1] = "sources \(sources) silent for \(run!.count) periods from recording frame \(last.from)"
+            } else {
+                run = (sources, frame, 1)
+                breaks.append("sources \(sources) silent at recording frame \(frame)")
+            }
+        }
+        var run: (sources: [Int], from: Int, count: Int)?
         var description: String {
             "skipped frames \(skipped), silent periods \(silent), ended at \(ends.map { $0.map(String.init) ?? "-" })"
                 + (breaks.isEmpty ? "" : "; breaks: " + breaks.joined(separator: "; ")) + (unexplained.map { "; UNEXPLAINED: " + $0 } ?? "")
@@ -162,8 +174,7 @@ final class AudioServerTests: DirectoryTestCase {
                 var base = placed
                 for i in silent { base[i] = nil }
                 if matches(f0, n, base) {
-                    for i in silent { a.silent[i] += 1 }
-                    a.breaks.append("sources \(silent) silent at recording frame \(f0)")
+                    a.silence(silent, at: f0, period: period)
                     for j in sources.indices where !silent.contains(j) { if let o = base[j] { offset[j] = o + n } }
                     continue periods
                 }
@@ -173,8 +184,7 @@ final class AudioServerTests: DirectoryTestCase {
                 for i in silent { base[i] = nil }
                 let playing = active.filter { !silent.contains($0) }
                 func take(_ at: [Int?], _ what: String) {
-                    for i in silent { a.silent[i] += 1 }
-                    if !silent.isEmpty { a.breaks.append("sources \(silent) silent at recording frame \(f0)") }
+                    if !silent.isEmpty { a.silence(silent, at: f0, period: period) }
                     if !what.isEmpty { a.breaks.append(what) }
                     for j in sources.indices where !silent.contains(j) { if let o = at[j] { offset[j] = o + n } }
                 }
@@ -213,19 +223,20 @@ final class AudioServerTests: DirectoryTestCase {
         return a
     }
 
-    /// The recording holds every source whole, except what the server reported lost: each break is a
-    /// whole-period cut or silence of the kind a reported loss makes, no source lost more than the
-    /// periods reported, and with nothing reported nothing breaks at all (sample-exact). Nothing else is
-    /// in the recording (before, between and after the sources it is silent).
+    /// The recording holds every source whole, except what the server reported lost: nothing but the
+    /// sources is in it, nothing of them repeated or out of order (or the period is unexplained), and no
+    /// source lost more periods than the server reported (late client periods + server xruns); with nothing
+    /// reported, nothing is lost at all.
     ///
     /// A late client period is mixed without that client (a silent period of its source) and never
-    /// played (its source skips a period); a period the server skipped is cut from every source. When the
-    /// sources are the only players (`onlyPlayers`) and the server skipped nothing, the count is exact:
-    /// skipped periods = reported late periods (and as many silent ones, but for those before a source
-    /// was first heard, which cannot be told from its not having started). Server xruns are counted over the
-    /// server's whole life, also while nothing plays, so for them the recording can only show no more
-    /// than reported (the server does not say which periods it skipped).
-    func assertAccounted(_ recording: [Int16], _ sources: [[Int16]], reported: (late: Int, server: Int)?, onlyPlayers: Bool = true,
+    /// played (its source skips a period); a period the server skipped is cut from every source. The
+    /// count can only be held to "no more than reported", not "as many as reported": server xruns are
+    /// counted over the server's whole life, also while nothing plays, and the server does not say which
+    /// periods it skipped; a late period of the silence a player pads its end with loses nothing audible.
+    /// A silent period after which a source goes on where it was (nothing lost, the audio came later) is a
+    /// player's underrun, which the ALSA plugin counts but reports nowhere: such delays are listed, not
+    /// failed, since a loaded machine makes them and they lose nothing.
+    func assertAccounted(_ recording: [Int16], _ sources: [[Int16]], reported: (late: Int, server: Int)?,
                          _ what: String, line: UInt = #line) {
         guard let reported else { return XCTFail("\(what): the server's final report is missing: \(file("final-stat.txt"))", line: line) }
         let a = Self.account(recording, sources: sources)
@@ -233,15 +244,11 @@ final class AudioServerTests: DirectoryTestCase {
         let note = "\(what): \(a); reported \(reported.late) late client periods, \(reported.server) server xruns"
         XCTAssertNil(a.unexplained, note, line: line)
         for i in sources.indices {
-            let end = a.ends[i] ?? -1
-            XCTAssertGreaterThanOrEqual(end, sources[i].count / 2, "\(note): source \(i) played to its end", line: line)
-            XCTAssertLessThanOrEqual(a.skipped[i], 256 * lost, "\(note): source \(i) lost no more than was reported", line: line)
-        }
-        if lost == 0 { XCTAssertEqual(a.breaks, [], "\(note): nothing reported lost, nothing broken", line: line) }
-        if onlyPlayers && reported.server == 0 {
-            // (Silence before a source was first heard is not told apart from the silence before it started.)
-            XCTAssertEqual(a.skipped.reduce(0, +), 256 * reported.late, "\(note): each late period reported is one period its source never played", line: line)
-            XCTAssertLessThanOrEqual(a.silent.reduce(0, +), reported.late, "\(note): and one silent period of its source", line: line)
+            // What never came at the end (its last periods late) is lost like any other period.
+            let tail = max(0, sources[i].count / 2 - (a.ends[i] ?? 0))
+            let periods = (a.skipped[i] + 255) / 256 + (tail + 255) / 256
+            XCTAssertNotNil(a.ends[i], "\(note): source \(i) is in the recording", line: line)
+            XCTAssertLessThanOrEqual(periods, lost, "\(note): source \(i) lost \(periods) periods, no more than reported", line: line)
         }
         if !a.breaks.isEmpty { print("\(what): accounted for breaks: \(note)") }
     }
@@ -384,9 +391,9 @@ final class AudioServerTests: DirectoryTestCase {
             """)
         XCTAssertEqual(r.standardOutput, "", "\(r)")
         let music = try await samples("music.wav"), out = try await samples("out.wav")
-        // The stopped client's late periods are in the server's count too (it does not keep a client's count
-        // once the client left), so here the music's breaks can only be held to no more than reported.
-        assertAccounted(out, [music], reported: reportedLoss(), onlyPlayers: false, "no gap, no click: the others' silence was mixed or missed cleanly")
+        // (The stopped client's late periods are in the server's count too: it keeps no client's count once
+        // the client left.)
+        assertAccounted(out, [music], reported: reportedLoss(), "no gap, no click: the others' silence was mixed or missed cleanly")
     }
 
     func testKillingTheServerGivesTheAppsAnError() async throws {
