@@ -136,24 +136,54 @@ public enum TestSupport {
         return (value, outcome(r.terminationStatus, r.standardOutput, r.standardError))
     }
 
-    /// Polls `condition` every 10 ms until it holds or `seconds` pass. Returns whether it held.
-    public static func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if try condition() { return true }
-            usleep(10_000)
+    /// What a test waited for and did not see within its limit. Thrown by `waitUntil`, so the test
+    /// fails naming what did not happen (and what was seen instead, when the caller says).
+    public struct WaitTimeout: Error, CustomStringConvertible {
+        public var what: String
+        public var seconds: Double
+        public var lastSeen: String
+        public var description: String {
+            "timed out after \(seconds) s waiting until \(what)" + (lastSeen.isEmpty ? "" : "; last seen: \(lastSeen)")
         }
-        return try condition()
     }
 
-    /// Async form of `eventually`.
-    public static func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    /// The limit of a wait for something the product reports: generous, so that a busy or emulated
+    /// machine only makes the test slower, never red. The verdict never depends on how long it took.
+    public static let patience: Double = 30
+
+    /// Polls `condition` every 10 ms until it holds; throws `WaitTimeout` naming `what` (e.g. "the
+    /// publisher's stream is on the bus") when it has not held within `seconds`. `lastSeen` describes
+    /// the state at the timeout for the failure message.
+    public static func waitUntil(_ what: @autoclosure () -> String, seconds: Double = patience,
+                                 lastSeen: () -> String = { "" }, _ condition: () throws -> Bool) throws {
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
-            if try await condition() { return true }
-            try? await Task.sleep(nanoseconds: 10_000_000)
+            if try condition() { return }
+            usleep(10_000)
         }
-        return try await condition()
+        if try condition() { return }
+        throw WaitTimeout(what: what(), seconds: seconds, lastSeen: lastSeen())
+    }
+
+    /// Async form of `waitUntil`.
+    public static func waitUntil(_ what: @autoclosure () -> String, seconds: Double = patience,
+                                 lastSeen: () -> String = { "" }, _ condition: () async throws -> Bool) async throws {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if try await condition() { return }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        if try await condition() { return }
+        throw WaitTimeout(what: what(), seconds: seconds, lastSeen: lastSeen())
+    }
+
+    /// Waits until the bus at `path` reports `key` of its policy statistics as `value` (e.g. the media
+    /// policy's "streams" as "1": the publisher is on the bus).
+    public static func waitForPolicy(_ path: String, _ key: String, _ value: String, seconds: Double = patience) throws {
+        try waitUntil("the bus \((path as NSString).lastPathComponent) reports \(key) \(value)", seconds: seconds,
+                            lastSeen: { "\(key) \((try? Bus.status(path).policyStatistics[key]).flatMap { $0 } ?? "(no answer)")" }) {
+            (try? Bus.status(path).policyStatistics[key]) == value
+        }
     }
 
     /// Open descriptors of a process, from /proc.
@@ -174,5 +204,44 @@ public enum TestSupport {
         guard let line = outcome.standardOutput.split(separator: "\n").last,
               let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
         return obj.compactMapValues { $0 as? Int }
+    }
+}
+
+extension TestSupport {
+    /// A thread's progress through a loop and what it is doing, seen from another thread: its steps, and
+    /// the system call it sits in (from /proc/self/task/TID/syscall), so a test can tell a thread that
+    /// waits from one that has not run yet.
+    public final class ThreadProgress: @unchecked Sendable {
+        private let lock = NSLock()
+        private var tid: Int32 = 0
+        private var count = 0
+        public init() {}
+        /// Called first on the thread itself.
+        public func started() {
+            // /proc/thread-self is a link to PID/task/TID.
+            var buf = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/thread-self", &buf, 255)
+            let link = String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let t = link.split(separator: "/").last.flatMap { Int32($0) } ?? 0
+            lock.withLock { tid = t }
+        }
+        public func step() { lock.withLock { count += 1 } }
+        public var steps: Int { lock.withLock { count } }
+        /// The number of the system call the thread is in (nil when it runs, has not started or ended).
+        public var syscall: Int? {
+            let t = lock.withLock { tid }
+            guard t != 0, let s = try? String(contentsOfFile: "/proc/self/task/\(t)/syscall", encoding: .utf8) else { return nil }
+            return s.split(separator: " ").first.flatMap { Int($0) }
+        }
+        /// In epoll_wait or epoll_pwait: asleep until a descriptor wakes it.
+        public var isWaitingInEpoll: Bool {
+            #if arch(x86_64)
+            return [232, 281, 441].contains(syscall ?? -1)
+            #elseif arch(arm64)
+            return [22, 441].contains(syscall ?? -1)
+            #else
+            return false
+            #endif
+        }
     }
 }

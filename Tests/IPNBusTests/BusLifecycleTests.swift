@@ -22,11 +22,11 @@ final class BusLifecycleTests: DirectoryTestCase {
         let path = dir + "/bus"
         // The creator is a separate process holding the bus; it is killed while a member remains.
         let (_, _) = try await TestSupport.with("ipn", ["create", path]) { creator in
-            XCTAssertTrue(TestSupport.eventually { Bus.listIfLive(path) })
+            try TestSupport.waitUntil("the creator's bus answers") { Bus.listIfLive(path) }
             let member = IPNSocket()
             try member.connect(path)
             kill(creator, SIGKILL)
-            XCTAssertTrue(TestSupport.eventually { (try? Bus.status(path).nodes.count) == 1 }, "creator's node left")
+            try TestSupport.waitUntil("the killed creator's node has left (1 node remains)") { (try? Bus.status(path).nodes.count) == 1 }
             // Still a working bus: a second member can talk to the first.
             let other = IPNSocket()
             try other.connect(path)
@@ -34,7 +34,7 @@ final class BusLifecycleTests: DirectoryTestCase {
             XCTAssertEqual(try member.receive(timeout: 5)?.bytes, Array("still here".utf8))
             member.close()
             other.close()
-            XCTAssertTrue(TestSupport.eventually { (try? BusAddress.lookup(path)) == .missing }, "the bus file goes with the last node")
+            try TestSupport.waitUntil("the bus file goes with the last node") { (try? BusAddress.lookup(path)) == .missing }
             return ((), false)
         }
     }
@@ -47,7 +47,7 @@ final class BusLifecycleTests: DirectoryTestCase {
         let hostPID = try first.status().hostPID
         first.close()
         kill(hostPID, SIGKILL)
-        XCTAssertTrue(TestSupport.eventually { !TestSupport.isAlive(hostPID) })
+        try TestSupport.waitUntil("the killed host \(hostPID) is gone") { !TestSupport.isAlive(hostPID) }
         XCTAssertThrowsError(try IPNSocket().connect(path)) { error in
             XCTAssertEqual(error as? IPNError, .staleBus(path: path))
             XCTAssertTrue("\(error)".contains("stale"))
@@ -66,11 +66,18 @@ final class BusLifecycleTests: DirectoryTestCase {
         try first.bind(path)
         try first.connect()
         let hostPID = try first.status().hostPID
+        let unlinkedAt = try first.status().uptimeSeconds
         XCTAssertEqual(unlink(path), 0)  // as `rm -rf` of the directory would
-        usleep(1_500_000)
+        // The host looks for its file once a second (on its tick). Its own clock, asked through the node's
+        // connection, tells when it has run more than a tick since the file went: from then on it has
+        // seen the file gone, whatever the machine's speed.
+        try TestSupport.waitUntil("the host's uptime passes \(unlinkedAt + 3) s (it has looked for its file since the unlink)",
+                                  lastSeen: { "\((try? first.status().uptimeSeconds) ?? -1) s" }) {
+            try first.status().uptimeSeconds >= unlinkedAt + 3
+        }
         XCTAssertTrue(TestSupport.isAlive(hostPID), "a node is still on it: the bus lives on for it")
         first.close()
-        XCTAssertTrue(TestSupport.eventually { !TestSupport.isAlive(hostPID) }, "nobody can reach it any more: the host ends")
+        try TestSupport.waitUntil("nobody can reach the bus any more: its host \(hostPID) ends") { !TestSupport.isAlive(hostPID) }
     }
 
     func testPersistentBusStaysWithoutNodesUntilRemoved() async throws {
@@ -86,7 +93,7 @@ final class BusLifecycleTests: DirectoryTestCase {
         let rm = try await TestSupport.run("ipn", ["rm", path])
         XCTAssertEqual(rm.exitCode, 0, "\(rm)")
         XCTAssertEqual(try BusAddress.lookup(path), .missing)
-        XCTAssertTrue(TestSupport.eventually { !TestSupport.isAlive(status.hostPID) }, "the host ends")
+        try TestSupport.waitUntil("the removed bus's host \(status.hostPID) ends") { !TestSupport.isAlive(status.hostPID) }
     }
 
     func testAManagerCanMakeALiveBusPersistent() async throws {
@@ -96,7 +103,11 @@ final class BusLifecycleTests: DirectoryTestCase {
         let set = try await TestSupport.run("ipn", ["set", path, "--persistent", "--description", "kept"])
         XCTAssertEqual(set.exitCode, 0, "\(set)")
         creator.close()
-        usleep(200_000)
+        // The host has seen the creator leave once the bus reports no node; a bus that is not persistent
+        // would have ended instead (and this wait times out, saying what it last saw).
+        try TestSupport.waitUntil("the creator's node has left the still-living bus", lastSeen: { "\(Result { try Bus.status(path).nodes.count })" }) {
+            (try? Bus.status(path).nodes.count) == 0
+        }
         let status = try Bus.status(path)
         XCTAssertTrue(status.options.persistent)
         XCTAssertEqual(status.options.description, "kept")
@@ -115,7 +126,7 @@ final class BusLifecycleTests: DirectoryTestCase {
             XCTAssertTrue("\(error)".contains("is full (2 nodes)"), "\(error)")
         }
         second.close()
-        XCTAssertTrue(TestSupport.eventually { (try? IPNSocket().connect(path)) != nil }, "a freed place can be taken again")
+        try TestSupport.waitUntil("a freed place can be taken again") { (try? IPNSocket().connect(path)) != nil }
     }
 
     func testErrorsNameTheirCause() async throws {

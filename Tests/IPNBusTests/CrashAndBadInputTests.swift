@@ -17,8 +17,10 @@ final class CrashAndBadInputTests: DirectoryTestCase {
         try watcher.shutdown(.write)
         try watcher.connect()
         let host = try watcher.status().hostPID
-        let shmBefore = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm").count) ?? 0
-        let baseline = TestSupport.openDescriptors(host)
+        // What the bus host and this process (the watcher's rings) hold before the killing: every ring and
+        // pool is a memfd, seen only in /proc (descriptors and mappings), never in /dev/shm.
+        let hostBaseline = try TestSupport.resources(of: host, "the bus host")
+        let selfBaseline = try TestSupport.resources(of: getpid(), "the test process")
 
         // The watcher checks every message it gets: generated messages carry their index in the first
         // 8 bytes and that index's low byte everywhere else, so a torn message cannot pass.
@@ -51,18 +53,33 @@ final class CrashAndBadInputTests: DirectoryTestCase {
             default: args = ["recv", path, "--quiet"]
             }
             _ = try await TestSupport.with("ipn", args) { pid in
-                _ = await TestSupport.eventually(5) { (try? Bus.status(path).nodes.contains { $0.pid == pid }) == true }
-                usleep(useconds_t(1000 + (round * 7919) % 20000))  // somewhere mid-stream
+                try TestSupport.waitUntil("round \(round): ipn \(args[0]) (pid \(pid)) has joined the bus") {
+                    (try? Bus.status(path).nodes.contains { $0.pid == pid }) == true
+                }
+                // Part of the scenario, not a wait for an event: the kill lands somewhere mid-stream, at a
+                // different point each round. Whatever the machine's speed, the verdict is the same.
+                usleep(useconds_t(1000 + (round * 7919) % 20000))
                 return ((), true)  // SIGKILL
             }
         }
-        XCTAssertTrue(TestSupport.eventually { (try? Bus.status(path).nodes.count) == 1 }, "every killed node was removed")
-        XCTAssertTrue(TestSupport.eventually { TestSupport.openDescriptors(host) == baseline },
-                      "host descriptors back to \(baseline), now \(TestSupport.openDescriptors(host))")
-        let shmAfter = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm").count) ?? 0
-        XCTAssertEqual(shmAfter, shmBefore, "no shared-memory files left behind")
+        try TestSupport.waitUntil("every killed node was removed (the watcher alone remains)",
+                                  lastSeen: { "\((try? Bus.status(path).nodes.count) ?? -1) nodes" }) {
+            (try? Bus.status(path).nodes.count) == 1
+        }
+        // No leak: the host is back to its baseline (descriptors of every kind, memfd mappings; the status
+        // connections above are closed by the time it is), and so is
+        // this process (memfd descriptors and mappings: the killed senders' pools the watcher mapped).
+        // Shown failing by breaking Sources/IPNBus on purpose (not committed): without the close of
+        // poolReadOnlyFD in HostNode.close() the host kept "descriptors: +37 /memfd:ipn-pool (deleted)";
+        // without the munmap in SharedMemory.deinit it kept "mappings: +200 /memfd:ipn-inbox (deleted) ...,
+        // +200 /memfd:ipn-outbox (deleted) ..., +24 /memfd:ipn-pool (deleted) ..." (its descriptors were all
+        // closed: a count of descriptors, or of files in /dev/shm, saw nothing); without
+        // `peerPools[r.sender] = nil` in IPNSocket.retirePools() this process kept "descriptors: +12
+        // /memfd:ipn-pool (deleted); mappings: +12 /memfd:ipn-pool (deleted) 8392704 bytes".
+        try TestSupport.waitForNoLeak("the bus host", pid: host, baseline: hostBaseline)
+        try TestSupport.waitForNoLeak("the test process (the watcher)", pid: getpid(), baseline: selfBaseline, memfdOnly: true)
         tally.stop = true
-        while watching.isExecuting { usleep(10_000) }
+        try TestSupport.waitUntil("the watcher thread ends") { !watching.isExecuting }
         XCTAssertGreaterThan(tally.good, 200, "the watcher kept receiving throughout")
         XCTAssertEqual(tally.torn, 0, "no torn message was ever delivered")
         // The bus still works.
@@ -130,13 +147,15 @@ final class CrashAndBadInputTests: DirectoryTestCase {
         }
         evil.outboxWrite = UInt64(bad.count)
         if outbox.publish(from: 0, to: UInt64(bad.count)) { _ = ipn_eventfd_signal(evil.doorbellFD) }
-        XCTAssertTrue(TestSupport.eventually { (try? a.status().nodes.first { $0.id == evil.nodeID }?.rejected) == 3 })
+        try TestSupport.waitUntil("the host rejects and counts the 3 malformed slots") {
+            (try? a.status().nodes.first { $0.id == evil.nodeID }?.rejected) == 3
+        }
         XCTAssertNil(try b.receive(timeout: 0.2), "nothing malformed was delivered")
 
         // Corrupt cursors get the node thrown off; the others go on.
         outbox.write.store(UInt64.max / 2, ordering: .sequentiallyConsistent)
         _ = ipn_eventfd_signal(evil.doorbellFD)
-        XCTAssertTrue(TestSupport.eventually { (try? a.status().nodes.count) == 2 })
+        try TestSupport.waitUntil("the node with corrupt cursors is thrown off (2 nodes remain)") { (try? a.status().nodes.count) == 2 }
         try a.send([1])
         XCTAssertEqual(try b.receive(timeout: 5)?.bytes, [1])
     }
@@ -155,7 +174,9 @@ final class CrashAndBadInputTests: DirectoryTestCase {
         let old = evil.outboxWrite
         evil.outboxWrite += 1
         if outbox.publish(from: old, to: evil.outboxWrite) { _ = ipn_eventfd_signal(evil.doorbellFD) }
-        XCTAssertTrue(TestSupport.eventually { (try? a.status().nodes.first { $0.id == evil.nodeID }?.rejected) == 1 }, "rejected, counted")
+        try TestSupport.waitUntil("the pool reference near the counter's end is rejected and counted") {
+            (try? a.status().nodes.first { $0.id == evil.nodeID }?.rejected) == 1
+        }
         try evil.send([7])
         XCTAssertEqual(try a.receive(timeout: 5)?.bytes, [7], "the host is alive")
     }

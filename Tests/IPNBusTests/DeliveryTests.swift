@@ -18,7 +18,9 @@ final class DeliveryTests: DirectoryTestCase {
             for _ in 0..<3 {
                 group.addTask { try await TestSupport.run("ipn", ["recv", path, "--count", "\(count)", "--quiet", "--summary", "--timeout", "20"]) }
             }
-            XCTAssertTrue(TestSupport.eventually { (try? Bus.status(path).readers) == 3 })
+            try TestSupport.waitUntil("the three receivers are on the bus", lastSeen: { "\((try? Bus.status(path).readers) ?? -1) readers" }) {
+                (try? Bus.status(path).readers) == 3
+            }
             let sender = IPNSocket()
             try sender.connect(path)
             for i in 0..<count {
@@ -103,7 +105,9 @@ final class DeliveryTests: DirectoryTestCase {
         XCTAssertEqual(s.policyStatistics["macEntries"], "2")
 
         b.close()  // B leaves: its address is forgotten, frames to it are flooded again
-        XCTAssertTrue(TestSupport.eventually { (try? a.status().policyStatistics["macEntries"]) == "1" })
+        try TestSupport.waitUntil("the switch forgets the address of the node that left (1 MAC entry)") {
+            (try? a.status().policyStatistics["macEntries"]) == "1"
+        }
         try a.send(frame(to: macB, from: macA, 5))
         XCTAssertEqual(try c.receive(timeout: 5)?.bytes.last, 5)
     }

@@ -51,7 +51,11 @@ final class MediaPolicyTests: DirectoryTestCase {
         let stream = try publisher.addStream(video)
         try publish(publisher, stream, frames: 0..<25, gop: 10)
         let late = try MediaConsumer(bus: path)
-        usleep(100_000)  // the replay request reaches the publisher before its next frame
+        // The replay request reaches the publisher (and is answered) before its next frame.
+        try TestSupport.waitUntil("the publisher has answered the late joiner's replay request") {
+            try publisher.serviceRequests()
+            return publisher.replaysServed == 1
+        }
         try publish(publisher, stream, frames: 25..<30, gop: 10)
         guard case .streamAdded(let id, _, let d)? = try late.next(timeout: 5) else { return XCTFail("description first") }
         XCTAssertEqual(id, stream)
@@ -69,7 +73,7 @@ final class MediaPolicyTests: DirectoryTestCase {
         let stream = try publisher.addStream(video)
         try publish(publisher, stream, frames: 0..<25, gop: 10)
         let late = try MediaConsumer(bus: path, joinAtNextKeyframe: true)
-        usleep(100_000)
+        try TestSupport.waitUntil("the late consumer is on the bus") { try holder.status().nodes.contains { $0.id == late.socket.nodeID } }
         try publish(publisher, stream, frames: 25..<35, gop: 10)
         let got = try frames(late, count: 5)
         XCTAssertEqual(got.map(\.1), Array(30..<35))

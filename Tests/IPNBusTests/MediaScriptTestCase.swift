@@ -11,7 +11,7 @@ class MediaScriptTestCase: DirectoryTestCase {
     var port: Int { 20_000 + Int(getpid() % 10_000) + Int.random(in: 0..<9_000) }
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ffmpeg"), "ffmpeg missing: scripts/setup installs it")
+        try TestSupport.require(tools: ["/usr/bin/ffmpeg", "/usr/bin/ffprobe", "/usr/bin/ss"])
         try super.setUpWithError()
     }
 
@@ -25,9 +25,14 @@ class MediaScriptTestCase: DirectoryTestCase {
             ipn create bus --policy media --mtu 4194304 --queue 256 --persistent
             cleanup() { for p in $(jobs -p); do kill $p 2>/dev/null; done; wait 2>/dev/null; ipn rm bus 2>/dev/null; }
             trap cleanup EXIT
-            waitbus() { i=0; until mediajack stat bus 2>/dev/null | grep -q 'stream'; do i=$((i+1)); [ $i -gt 200 ] && return 1; sleep 0.05; done; }
+            # Waits for what the products report (30 s unless said), saying what did not happen.
+            waitbus() { i=0; until mediajack stat ${1:-bus} 2>/dev/null | grep -q 'stream'; do i=$((i+1)); [ $i -gt 600 ] && { echo "no stream on ${1:-bus}"; return 1; }; sleep 0.05; done; }
             # waitfor FILE TEXT [SECONDS]: until FILE contains TEXT.
-            waitfor() { i=0; until grep -q "$2" "$1" 2>/dev/null; do i=$((i+1)); [ $i -gt $((${3:-20} * 20)) ] && { echo "timed out waiting for '$2' in $1"; return 1; }; sleep 0.05; done; }
+            waitfor() { i=0; until grep -q "$2" "$1" 2>/dev/null; do i=$((i+1)); [ $i -gt $((${3:-30} * 20)) ] && { echo "timed out waiting for '$2' in $1"; return 1; }; sleep 0.05; done; }
+            # listening u|t PORT: until a UDP (u) or TCP (t) socket listens on PORT (a receiver is ready).
+            listening() { i=0; until ss -Hln$1 "sport = :$2" 2>/dev/null | grep -q .; do i=$((i+1)); [ $i -gt 600 ] && { echo "nothing listens on port $2"; return 1; }; sleep 0.05; done; }
+            # grows FILE: until FILE has content.
+            grows() { i=0; until [ -s "$1" ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "$1 stays empty"; return 1; }; sleep 0.05; done; }
             \(body)
             """
         try text.write(toFile: dir + "/script.sh", atomically: true, encoding: .utf8)

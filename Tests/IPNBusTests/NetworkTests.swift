@@ -10,10 +10,8 @@ final class NetworkTests: DirectoryTestCase {
     var tag = ""
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "network namespaces need root")
-        for tool in ["/usr/sbin/ip", "/usr/bin/ping", "/usr/bin/iperf3", "/usr/bin/tcpdump"] {
-            try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: tool), "\(tool) missing: scripts/setup installs it")
-        }
+        try TestSupport.requireRoot("network namespaces")
+        try TestSupport.require(tools: ["/usr/sbin/ip", "/usr/bin/ss", "/usr/bin/ping", "/usr/bin/iperf3", "/usr/bin/tcpdump"])
         try super.setUpWithError()
         tag = String(getpid() % 10000) + String(Int.random(in: 10...99))
     }
@@ -31,8 +29,15 @@ final class NetworkTests: DirectoryTestCase {
               ip link del vg$T 2>/dev/null
             }
             trap cleanup EXIT
-            # up IF: wait for an interface to appear.
-            appear() { i=0; until ip link show "$1" > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && echo "no $1" && return 1; sleep 0.05; done; }
+            # Waits for what the tools report, each at most 30 s, saying what did not happen.
+            # appear IF: until an interface appears.
+            appear() { i=0; until ip link show "$1" > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 600 ] && echo "no $1" && return 1; sleep 0.05; done; }
+            # serving NS: until iperf3's server listens in namespace NS.
+            serving() { i=0; until ip netns exec "$1" ss -Hltn 'sport = :5201' | grep -q .; do i=$((i+1)); [ $i -gt 600 ] && echo "no iperf3 server in $1" && return 1; sleep 0.05; done; }
+            # onbus BUS TEXT: until `ipn stat BUS` shows TEXT (a node that joined).
+            onbus() { i=0; until ipn stat "$1" 2>/dev/null | grep -q "$2"; do i=$((i+1)); [ $i -gt 600 ] && echo "no '$2' on $1" && return 1; sleep 0.05; done; }
+            # waitfor FILE TEXT: until FILE contains TEXT.
+            waitfor() { i=0; until grep -q "$2" "$1" 2>/dev/null; do i=$((i+1)); [ $i -gt 600 ] && echo "no '$2' in $1" && return 1; sleep 0.05; done; }
             # host NS IF ADDR: move IF into a new namespace NS with address ADDR/24, up.
             host() {
               ip netns add "$1" 2>/dev/null
@@ -66,14 +71,13 @@ final class NetworkTests: DirectoryTestCase {
             host ns${T}a ta$T 10.77.0.1
             host ns${T}b tb$T 10.77.0.2
             host ns${T}c tc$T 10.77.0.3
-            ip netns exec ns${T}c tcpdump -i tc$T -n -l -e > c.txt 2> /dev/null &
-            sleep 1
+            ip netns exec ns${T}c tcpdump -i tc$T -n -l -e > c.txt 2> c.err &
+            waitfor c.err 'listening on' || exit 1
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.0.2 > ping-ab.txt && echo "ping a->b ok"
             ip netns exec ns${T}b ping -c 3 -i 0.2 -W 2 10.77.0.1 > ping-ba.txt && echo "ping b->a ok"
             ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
-            sleep 0.5
+            serving ns${T}b || exit 1
             ip netns exec ns${T}a iperf3 -c 10.77.0.2 -t 2 -J > iperf.json && echo "iperf3 ok"
-            sleep 0.5
             ipn stat $D/lan > stat.txt
             ipn rm $D/lan
             """)
@@ -81,9 +85,13 @@ final class NetworkTests: DirectoryTestCase {
         XCTAssertTrue(r.standardOutput.contains("ping b->a ok"), "\(r)")
         XCTAssertTrue(r.standardOutput.contains("iperf3 ok"), "\(r)")
         let iperf = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/iperf.json"))) as? [String: Any]
-        let end = (iperf?["end"] as? [String: Any])?["sum_received"] as? [String: Any]
-        let bits = try XCTUnwrap(end?["bits_per_second"] as? Double, "iperf3 reported a received rate")
-        XCTAssertGreaterThan(bits, 1_000_000, "TCP moved data through the bus")
+        // Data moved, not how fast (rates are ipn-bench's). (iperf3's sent bytes include what was still in
+        // flight when its clock stopped, so received can only be held to no more than sent.)
+        let end = iperf?["end"] as? [String: Any]
+        let sent = try XCTUnwrap((end?["sum_sent"] as? [String: Any])?["bytes"] as? Int, "iperf3 reported the bytes sent")
+        let received = try XCTUnwrap((end?["sum_received"] as? [String: Any])?["bytes"] as? Int, "iperf3 reported the bytes received")
+        XCTAssertGreaterThan(received, 0, "TCP moved data through the bus")
+        XCTAssertLessThanOrEqual(received, sent)
         // The third station saw the ARP broadcasts, never the unicast between the other two.
         let c = try String(contentsOfFile: dir + "/c.txt", encoding: .utf8)
         XCTAssertTrue(c.contains("Request who-has 10.77.0.2 tell 10.77.0.1"), c)
@@ -103,7 +111,7 @@ final class NetworkTests: DirectoryTestCase {
             host ns${T}b tb$T 10.77.5.2
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.5.2 > /dev/null && echo "vnet ping ok"
             ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
-            sleep 0.5
+            serving ns${T}b || exit 1
             ip netns exec ns${T}a iperf3 -c 10.77.5.2 -t 2 -J > iperf.json && echo "vnet iperf3 ok"
             ipn stat $D/fast > stat.txt
             ipn rm $D/fast
@@ -129,7 +137,7 @@ final class NetworkTests: DirectoryTestCase {
             host ns${T}d vp$T 10.77.1.4
             ip link set vg$T up
             ipn grab $D/lan vg$T 2> grab.log &
-            sleep 0.5
+            onbus $D/lan "grab vg$T" || exit 1
             ip netns exec ns${T}d ping -c 3 -i 0.2 -W 2 10.77.1.1 > ping.txt && echo "ping d->a ok"
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.1.4 >> ping.txt && echo "ping a->d ok"
             ipn stat $D/lan > stat.txt
@@ -147,15 +155,15 @@ final class NetworkTests: DirectoryTestCase {
             twobuses 10.77.2 || exit 1
             ipn cable $D/one $D/two > cable1.txt 2>&1 &
             cable=$!
-            sleep 0.5
+            onbus $D/one "cable to $D/two" && onbus $D/two "cable to $D/one" || exit 1
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.2.2 > /dev/null && echo "across ok"
             ip netns exec ns${T}b iperf3 -s -1 > /dev/null 2>&1 &
-            sleep 0.5
+            serving ns${T}b || exit 1
             ip netns exec ns${T}a iperf3 -c 10.77.2.2 -t 1 > /dev/null && echo "iperf3 across ok"
             kill -INT $cable; wait $cable
             ip netns exec ns${T}a ping -c 2 -i 0.2 -W 1 10.77.2.2 > /dev/null || echo "unplugged: no traffic"
             ipn cable $D/one $D/two > cable2.txt 2>&1 &
-            sleep 0.5
+            onbus $D/one "cable to $D/two" && onbus $D/two "cable to $D/one" || exit 1
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.2.2 > /dev/null && echo "new cable ok"
             ipn rm $D/one; ipn rm $D/two
             """)
@@ -168,7 +176,7 @@ final class NetworkTests: DirectoryTestCase {
     }
 
     func testVDEPlugBridgesTheBusToAVDETapThroughThePlugin() async throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/vde_plug"), "vde_plug missing: scripts/setup installs vdeplug")
+        try TestSupport.require(tool: "/usr/bin/vde_plug", "scripts/setup installs vdeplug")
         let r = try await script("""
             export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
             ipn create $D/lan --policy switch --persistent
@@ -188,13 +196,13 @@ final class NetworkTests: DirectoryTestCase {
     }
 
     func testAVDETransportIsACableBetweenBuses() async throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/dpipe"), "dpipe missing: scripts/setup installs vde2")
+        try TestSupport.require(tool: "/usr/bin/dpipe", "scripts/setup installs vde2")
         let r = try await script("""
             export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
             twobuses 10.77.6 || exit 1
             # What `dpipe vde_plug ipn:///a = ssh HOST vde_plug ipn:///b` does between machines, here on one.
             dpipe vde_plug ipn://$D/one = vde_plug ipn://$D/two 2> dpipe.log &
-            sleep 0.5
+            onbus $D/one "vde " && onbus $D/two "vde " || { cat dpipe.log; exit 1; }
             ip netns exec ns${T}a ping -c 3 -i 0.2 -W 2 10.77.6.2 > /dev/null && echo "dpipe cable ok"
             ipn rm $D/one; ipn rm $D/two
             """)
@@ -204,7 +212,7 @@ final class NetworkTests: DirectoryTestCase {
     func testAQemuGuestOnTheBusPingsANamespace() async throws {
         let vm = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/vm/run").path
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64"), "qemu missing: scripts/setup --devices installs it")
+        try TestSupport.require(tool: "/usr/bin/qemu-system-x86_64", "scripts/setup --devices installs qemu")
         let r = try await script("""
             export LD_LIBRARY_PATH='\(TestSupport.productsDirectory)'
             ipn create $D/lan --policy switch --persistent

@@ -14,13 +14,16 @@ final class RestreamTests: MediaScriptTestCase {
         try await script("""
             ffmpeg -v error -y -i '\(listen)' -t \(seconds) -c copy \(file) 2> receiver.log &
             receiver=$!
-            sleep 0.5
+            listening u \(port(of: listen)) || exit 1
             mediajack publish test:video bus --encode h264 --gop 25 --frames \(frames) > pub.log 2>&1 &
             waitbus
             mediajack restream bus '\(send)' --until-end > restream.log 2>&1
             wait $receiver
             """)
     }
+
+    /// The port of a receiver's URL.
+    func port(of url: String) -> String { url.firstMatch(of: /:(\d+)/).map { String($0.1) } ?? "?" }
 
     func testUDPMPEGTSReachesAnFFmpegReceiver() async throws {
         let p = port
@@ -32,7 +35,7 @@ final class RestreamTests: MediaScriptTestCase {
     }
 
     func testMulticastTSReachesAReceiverOnTheSegment() async throws {
-        try XCTSkipUnless(getuid() == 0, "a network namespace needs root")
+        try TestSupport.requireRoot("a network namespace")
         let p = port, ns = "nsm\(getpid() % 100000)"
         // The LAN segment: a namespace of our own whose loopback carries multicast; the bus lives there too.
         let r = try await script("""
@@ -44,7 +47,8 @@ final class RestreamTests: MediaScriptTestCase {
               ffmpeg -v error -y -i "udp://239.255.7.7:\(p)?localaddr=127.0.0.1&timeout=15000000" -t 3 -c copy multicast.ts &
               receiver=$!
               mediajack publish test:video mbus --encode h264 --gop 25 --frames 125 > pub.log 2>&1 &
-              sleep 1
+              i=0; until ss -Hlnu "sport = :\(p)" | grep -q .; do i=$((i+1)); [ $i -gt 600 ] && { echo "no receiver"; exit 1; }; sleep 0.05; done
+              i=0; until mediajack stat mbus 2>/dev/null | grep -q stream; do i=$((i+1)); [ $i -gt 600 ] && { echo "no stream"; exit 1; }; sleep 0.05; done
               mediajack restream mbus "udp://239.255.7.7:\(p)?ttl=1&localaddr=127.0.0.1" --until-end > restream.log 2>&1
               wait $receiver
               ipn rm mbus'
@@ -140,7 +144,8 @@ final class RestreamTests: MediaScriptTestCase {
 
     func testRTMPToNginxReconnectsWhenTheServerComesBack() async throws {
         let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: module), "nginx's RTMP module missing: scripts/setup installs libnginx-mod-rtmp")
+        try TestSupport.require(tool: "/usr/sbin/nginx", "scripts/setup installs nginx")
+        try TestSupport.require(file: module, "scripts/setup installs libnginx-mod-rtmp")
         let p = port
         let conf = """
             load_module \(module);
@@ -153,16 +158,16 @@ final class RestreamTests: MediaScriptTestCase {
         let r = try await script("""
             nginx -c '\(dir)/nginx.conf' -p '\(dir)' &
             nginx=$!
-            sleep 0.5
+            listening t \(p) || exit 1
             mediajack publish test:video bus --encode h264 --gop 25 --frames 300 > pub.log 2>&1 &
             publisher=$!
             waitbus
             mediajack restream bus 'rtmp://127.0.0.1:\(p)/live/cam' --until-end > restream.out 2> restream.err &
             restream=$!
-            sleep 3
-            kill $nginx; wait $nginx                 # the server goes away...
-            sleep 1.5
-            nginx -c '\(dir)/nginx.conf' -p '\(dir)' &  # ...and comes back
+            i=0; until [ "$(cat rec/*.flv 2>/dev/null | wc -c)" -gt 100000 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "nginx recorded nothing"; exit 1; }; sleep 0.05; done
+            kill $nginx; wait $nginx                 # the server goes away (once it has recorded the stream)...
+            waitfor restream.err 'retrying in' || exit 1
+            nginx -c '\(dir)/nginx.conf' -p '\(dir)' &  # ...and comes back (once the restreamer noticed)
             nginx=$!
             wait $restream; echo "restream $?"
             wait $publisher

@@ -23,7 +23,7 @@ final class RightsTests: DirectoryTestCase {
     func testReadOnlyUserJoinsAsReceiverAndCannotSend() async throws {
         let (bus, path) = try makeBus(mode: 0o644)
         let (_, received) = try await TestSupport.with("ipn", ["recv", path, "--count", "2", "--summary"], as: stranger) { _ in
-            XCTAssertTrue(TestSupport.eventually { (try? bus.status().readers) == 2 })
+            try TestSupport.waitUntil("the stranger's receiver is on the bus (2 readers)") { (try? bus.status().readers) == 2 }
             let node = try XCTUnwrap(try bus.status().nodes.first { $0.uid == 4101 })
             XCTAssertEqual(node.rights, [.receive])
             XCTAssertTrue(node.canReceive)

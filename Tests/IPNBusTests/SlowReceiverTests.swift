@@ -15,7 +15,7 @@ final class SlowReceiverTests: DirectoryTestCase {
         let count = 6000
         let (stoppedSummary, healthy) = try await TestSupport.with("ipn", ["recv", path, "--count", "\(count)", "--quiet", "--summary", "--timeout", "20"]) { _ in
             let (_, stopped) = try await TestSupport.with("ipn", ["recv", path, "--quiet", "--summary", "--timeout", "1"]) { stoppedPID in
-                XCTAssertTrue(TestSupport.eventually { (try? Bus.status(path).readers) == 2 })
+                try TestSupport.waitUntil("both receivers are on the bus") { (try? Bus.status(path).readers) == 2 }
                 kill(stoppedPID, SIGSTOP)
                 // Paced well below what the healthy receiver sustains; a held-back sender would never finish.
                 let send = try await TestSupport.run("ipn", ["send", path, "--size", "200", "--count", "\(count)", "--rate", "4000"])
@@ -29,9 +29,13 @@ final class SlowReceiverTests: DirectoryTestCase {
             }
             return (TestSupport.summary(stopped) ?? [:], false)
         }
+        // The other receiver is judged by accounting, not by keeping up: on a lossy bus it loses only what
+        // its own queue could not hold (a busy machine may stall it too), and then the host counts it and
+        // the receiver sees the gap. Nothing it lost is silent, nothing it got is out of order.
         let h = try XCTUnwrap(TestSupport.summary(healthy), "\(healthy)")
-        XCTAssertEqual(h["messages"], count, "the other receiver got everything")
-        XCTAssertEqual(h["sequenceGaps"], 0)
+        XCTAssertEqual((h["messages"] ?? 0) + (h["droppedByHost"] ?? 0), count, "every message reached the other receiver or was counted as dropped: \(h)")
+        XCTAssertEqual(h["outOfOrder"], 0, "\(h)")
+        XCTAssertEqual(h["sequenceGaps"] == 0, h["droppedByHost"] == 0, "its losses, if any, are seen as gaps: \(h)")
         XCTAssertEqual(stoppedSummary["messages"], 2048, "after SIGCONT the stopped one resumes with what its queue held")
         XCTAssertEqual(stoppedSummary["droppedByHost"], count - 2048)
     }
@@ -46,27 +50,47 @@ final class SlowReceiverTests: DirectoryTestCase {
         let sender = IPNSocket()
         try sender.connect(path)
         var accepted = 0
-        var refusals = 0
-        while refusals < 20 && accepted < 10_000 {  // retry a while: the host drains the outbox meanwhile
-            do {
-                try sender.send([UInt8(accepted & 0xff)], nonBlocking: true)
-                accepted += 1
-            } catch {
-                XCTAssertEqual(error as? IPNError, .wouldBlock)
-                refusals += 1
-                usleep(20_000)
+        /// Sends without blocking until refused; the count sent.
+        func fill() -> Int {
+            var n = 0
+            while n < 10_000 {
+                do throws(IPNError) {
+                    try sender.send([UInt8((accepted + n) & 0xff)], nonBlocking: true)
+                    n += 1
+                } catch {
+                    XCTAssertEqual(error, .wouldBlock)
+                    break
+                }
             }
+            return n
         }
+        accepted = fill()
+        // The host moves what it can from the outbox into the receiver's queue meanwhile; once the queue is
+        // full (the host says so) nothing moves any more, and the outbox takes what room that freed.
+        try TestSupport.waitUntil("the host has filled the receiver's queue (8 of 8)",
+                                  lastSeen: { "\((try? receiver.status().nodes.first { $0.id == receiver.nodeID }?.queued).flatMap { $0 } ?? -1) queued" }) {
+            try receiver.status().nodes.first { $0.id == receiver.nodeID }?.queued == 8
+        }
+        accepted += fill()
         XCTAssertEqual(accepted, 8 + 64, "the receiver's queue and the sender's outbox fill, then the sender is held")
+        XCTAssertEqual(fill(), 0, "and stays held")
         // A blocking sender waits until the receiver catches up, and nothing is lost.
         nonisolated(unsafe) let s = sender
         let done = DispatchSemaphore(value: 0)
         let first = accepted
+        let progress = TestSupport.ThreadProgress()
         Thread.detachNewThread {
-            for i in first..<(first + 500) { try? s.send([UInt8(i & 0xff)]) }
+            progress.started()
+            for i in first..<(first + 500) { try? s.send([UInt8(i & 0xff)]); progress.step() }
             done.signal()
         }
-        XCTAssertEqual(done.wait(timeout: .now() + 0.3), .timedOut, "the blocking sender is held back")
+        // Held back: the sending thread sleeps in epoll_wait(2) (waiting for room) before any of its 500
+        // messages went out. A sender that is not held back finishes (or drops) instead, and this fails.
+        try TestSupport.waitUntil("the blocking sender sleeps in epoll_wait with none of its messages sent",
+                                  lastSeen: { "\(progress.steps) sent, in syscall \(progress.syscall.map(String.init) ?? "-")" }) {
+            progress.isWaitingInEpoll
+        }
+        XCTAssertEqual(progress.steps, 0, "the blocking sender is held back")
         for i in 0..<(accepted + 500) {
             let m = try XCTUnwrap(try receiver.receive(timeout: 10), "message \(i)")
             XCTAssertEqual(m.bytes, [UInt8(i & 0xff)])
