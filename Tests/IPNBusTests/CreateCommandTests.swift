@@ -13,7 +13,7 @@ final class CreateCommandTests: DirectoryTestCase {
         let path = dir + "/bus"
         let (_, outcome) = try await TestSupport.with("ipn", ["create", path]) { creator in
             let holds = { (try? Bus.status(path).nodes.contains { $0.pid == creator }) == true }
-            XCTAssertTrue(TestSupport.eventually(30, holds), "ipn create never showed as a node of \(path)")
+            try TestSupport.waitUntil("ipn create shows as a node of its bus", holds)
             // A whole other program joins, works and leaves; the creator's node is still there afterwards.
             let sent = try await TestSupport.run("ipn", ["send", path], input: "hello\n")
             XCTAssertEqual(sent.exitCode, 0, "\(sent)")
@@ -21,7 +21,7 @@ final class CreateCommandTests: DirectoryTestCase {
             XCTAssertEqual(stat.exitCode, 0, "the bus ended while ipn create was running: \(stat)")
             XCTAssertTrue(holds(), "ipn create's node left its bus while the command was running: \(stat)")
             kill(creator, SIGINT)
-            XCTAssertTrue(TestSupport.eventually(30) { (try? BusAddress.lookup(path)) == .missing }, "Ctrl-C on ipn create did not end its bus")
+            try TestSupport.waitUntil("Ctrl-C on ipn create ends its bus") { (try? BusAddress.lookup(path)) == .missing }
             return ((), false)
         }
         XCTAssertTrue(outcome.standardOutput.contains("holding the bus"), "\(outcome)")
