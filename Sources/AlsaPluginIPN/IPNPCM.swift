@@ -4,7 +4,6 @@ import Foundation
 import Glibc
 import IPNBus
 import MediaWire
-import Synchronization
 
 /// One PCM opened by an unmodified ALSA application on a jackd-ipn bus (`aplay -D ipn:BUS=/path`).
 ///
@@ -16,7 +15,7 @@ import Synchronization
 ///
 /// Two owners, no shared object: alsa-lib's callbacks (the application's threads, serialised by
 /// alsa-lib's own lock) own the `IPNPCM`; the worker thread owns the `Worker` and its bus client.
-/// What they share is `Core`: its constants and one Mutex-guarded `Shared`.
+/// What they share is `Core`: its constants and one `Shared` behind a lock (`Locked`).
 final class IPNPCM {
     let io: UnsafeMutablePointer<snd_pcm_ioplug_t>
     let core: Core
@@ -58,11 +57,11 @@ final class IPNPCM {
         /// Periods ahead of the last mix that playback is sent for (the server's write-ahead): the slack a
         /// client has to be late by before the server misses its audio.
         let lookahead: UInt64
-        let state: Mutex<Shared>
+        let state: Locked<Shared>
 
         init(isPlayback: Bool, bus: String, wake: Int32, lookahead: UInt64, server: Shape) {
             self.isPlayback = isPlayback; self.bus = bus; self.wake = wake; self.lookahead = lookahead
-            state = Mutex(Shared(server: server))
+            state = Locked(Shared(server: server))
         }
 
         func signal() { _ = ipn_eventfd_signal(wake) }

@@ -1,13 +1,12 @@
 import Foundation
-import Synchronization
 
 /// Moves a value that is not `Sendable` (a socket, a consumer, a decoder) to exactly one other
 /// thread. `sending` makes the compiler check that the giver keeps no reference to it; the receiver
 /// takes it out once. The value is never shared: it changes owner.
 public final class Handoff<Value>: Sendable {
-    private let slot: Mutex<Value?>
+    private let slot: Locked<Value?>
 
-    public init(_ value: consuming sending Value) { slot = Mutex(Optional(value)) }
+    public init(_ value: consuming sending Value) { slot = Locked(Optional(value)) }
 
     /// The value, the first time; nil after.
     public func take() -> sending Value? { slot.withLock { $0.take() } }

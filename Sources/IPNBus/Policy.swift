@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A node as a delivery policy sees it.
 public struct PolicyNode: Sendable, Hashable {
     public let id: UInt32
@@ -90,7 +88,7 @@ extension Policy {
 
 /// The built-in policies, by name.
 public enum PolicyRegistry {
-    private static let registered = Mutex<[String: any Policy.Type]>([
+    private static let registered = Locked<[String: any Policy.Type]>([
         HubPolicy.name: HubPolicy.self,
         SwitchPolicy.name: SwitchPolicy.self,
     ])

@@ -1,7 +1,6 @@
 import Foundation
 import IPNBus
 import MediaWire
-import Synchronization
 
 /// Lossless delivery, up to a bound, for a consumer whose output is slower than the stream at times
 /// (a recorder on a slow disk): a thread keeps draining the bus into memory while the consumer
@@ -29,7 +28,7 @@ public final class ConsumerBuffer: Sendable {
     private let warn: @Sendable (String) -> Void
     /// Shared by the draining thread and the reader; `bell` rings when the queue stops being empty
     /// or the draining ends in an error (the reader then looks again; a spare ring costs one look).
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let bell = DispatchSemaphore(value: 0)
 
     private struct State {

@@ -1,6 +1,6 @@
 import Foundation
+import IPNBus
 import MediaWire
-import Synchronization
 
 /// The JPEG pictures of one video stream, for browsers on the MJPEG fallback, made on a thread of
 /// their own so that the work never delays the bus reader or the fMP4 viewers. MJPEG frames pass as
@@ -25,7 +25,7 @@ public final class JPEGFeed: Sendable {
     private let picture: @Sendable ([UInt8]) -> Void
     /// What the feeding threads and the feed's thread share. `bell` rings when the queue stops being
     /// empty and at `stop()` (a spare ring costs the feed's thread one look).
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     private let bell = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 

@@ -1,7 +1,6 @@
 import Foundation
 import IPNBus
 import MediaWire
-import Synchronization
 
 /// The receiving half of `mediajack view`: a thread that keeps draining the bus and decoding, so the
 /// bus never waits for the screen, and keeps only the newest picture for the window to show at its
@@ -38,7 +37,7 @@ public final class LiveViewer: Sendable {
     private let wanted: UInt32?
     private let report: @Sendable (String) -> Void
     /// What the receiving thread and the window share.
-    private let shared = Mutex(Shared())
+    private let shared = Locked(Shared())
     private let finished = DispatchSemaphore(value: 0)
 
     private struct Shared {

@@ -1,6 +1,5 @@
 import CIPNSys
 import Foundation
-import Synchronization
 import Glibc
 import IPNBus
 import MediaJack
@@ -177,7 +176,7 @@ enum AudioBench {
     }
 
     final class LatencyLog: Sendable {
-        private let times = Mutex<(sends: [UInt64], arrivals: [UInt64])>(([], []))
+        private let times = Locked<(sends: [UInt64], arrivals: [UInt64])>(([], []))
         func sent(at t: UInt64) { times.withLock { $0.sends.append(t) } }
         func arrived(at t: UInt64) { times.withLock { $0.arrivals.append(t) } }
         func latencies() -> [Double] {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import CIPNSys
 import Foundation
-import Synchronization
 import Glibc
 import Histogram
 import IPNBus
@@ -151,8 +150,8 @@ func measureMemcpy() -> Double {
 /// A value shared by threads. Change part of it with `withLock` (`value[i] = x` would read and write
 /// it in two steps, losing another thread's change in between).
 final class Box<T>: Sendable {
-    private let mutex: Mutex<T>
-    init(_ v: sending T) { mutex = Mutex(v) }
+    private let mutex: Locked<T>
+    init(_ v: sending T) { mutex = Locked(v) }
     func withLock<R: Sendable>(_ body: (inout sending T) -> R) -> R { mutex.withLock { body(&$0) } }
 }
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import IPNBus
-import Synchronization
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -72,8 +71,8 @@ struct Demo: ParsableCommand {
 }
 
 final class ResultsBox: Sendable {
-    private let storage: Mutex<[String]>
-    init(count: Int) { storage = Mutex(Array(repeating: "", count: count)) }
+    private let storage: Locked<[String]>
+    init(count: Int) { storage = Locked(Array(repeating: "", count: count)) }
     func set(_ i: Int, _ s: String) { storage.withLock { $0[i] = s } }
     var lines: [String] { storage.withLock { $0 } }
 }

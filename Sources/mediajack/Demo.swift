@@ -100,8 +100,8 @@ final class ManagedFlag: Sendable {
 }
 
 final class Box<T: Sendable>: Sendable {
-    private let mutex: Mutex<T>
-    init(_ v: T) { mutex = Mutex(v) }
+    private let mutex: Locked<T>
+    init(_ v: T) { mutex = Locked(v) }
     var value: T {
         get { mutex.withLock { $0 } }
         set { mutex.withLock { $0 = newValue } }
