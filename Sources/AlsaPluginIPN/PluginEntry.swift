@@ -7,7 +7,8 @@ private func pcm(_ io: UnsafeMutablePointer<snd_pcm_ioplug_t>?) -> IPNPCM {
     Unmanaged<IPNPCM>.fromOpaque(io!.pointee.private_data!).takeUnretainedValue()
 }
 
-nonisolated(unsafe) private let callbacks: UnsafeMutablePointer<snd_pcm_ioplug_callback_t> = {
+/// Each PCM gets its own callback table, freed with its ioplug in `close` (nothing reads it after).
+private func makeCallbacks() -> UnsafeMutablePointer<snd_pcm_ioplug_callback_t> {
     let c = UnsafeMutablePointer<snd_pcm_ioplug_callback_t>.allocate(capacity: 1)
     c.initialize(to: snd_pcm_ioplug_callback_t())
     c.pointee.start = { pcm($0).start() }
@@ -23,11 +24,12 @@ nonisolated(unsafe) private let callbacks: UnsafeMutablePointer<snd_pcm_ioplug_c
         p.takeUnretainedValue().close()
         p.release()
         free(UnsafeMutableRawPointer(mutating: io!.pointee.name))
+        UnsafeMutablePointer(mutating: io!.pointee.callback)?.deallocate()
         io!.deallocate()
         return 0
     }
     return c
-}()
+}
 
 /// Called by the C entry point `_snd_pcm_ipn_open` with the configured bus.
 @_cdecl("ipn_pcm_plugin_open")
@@ -50,13 +52,14 @@ public func ipnPCMPluginOpen(_ pcmp: UnsafeMutablePointer<OpaquePointer?>?, _ na
     io.pointee.mmap_rw = 0
     io.pointee.poll_fd = state.wake
     io.pointee.poll_events = UInt32(POLLIN)
-    io.pointee.callback = UnsafePointer(callbacks)
+    io.pointee.callback = UnsafePointer(makeCallbacks())
     io.pointee.private_data = Unmanaged.passRetained(state).toOpaque()
     var r = snd_pcm_ioplug_create(io, name, stream, mode)
     if r < 0 {
         state.close()
         Unmanaged<IPNPCM>.fromOpaque(io.pointee.private_data!).release()
         free(UnsafeMutableRawPointer(mutating: io.pointee.name))
+        UnsafeMutablePointer(mutating: io.pointee.callback)?.deallocate()
         io.deallocate()
         return r
     }
@@ -67,7 +70,7 @@ public func ipnPCMPluginOpen(_ pcmp: UnsafeMutablePointer<OpaquePointer?>?, _ na
     r = snd_pcm_ioplug_set_param_list(io, Int32(SND_PCM_IOPLUG_HW_ACCESS), UInt32(access.count), &access)
     if r >= 0 { r = snd_pcm_ioplug_set_param_list(io, Int32(SND_PCM_IOPLUG_HW_FORMAT), UInt32(formats.count), &formats) }
     if r >= 0 { r = snd_pcm_ioplug_set_param_minmax(io, Int32(SND_PCM_IOPLUG_HW_CHANNELS), 1, 8) }
-    if r >= 0 { r = snd_pcm_ioplug_set_param_minmax(io, Int32(SND_PCM_IOPLUG_HW_RATE), UInt32(state.client.rate), UInt32(state.client.rate)) }
+    if r >= 0 { r = snd_pcm_ioplug_set_param_minmax(io, Int32(SND_PCM_IOPLUG_HW_RATE), UInt32(state.server.rate), UInt32(state.server.rate)) }
     // The buffer holds at least three server periods (of the smallest frame, 2 bytes): room for the
     // period being sent, the next one, and the application's write.
     if r >= 0 { r = snd_pcm_ioplug_set_param_minmax(io, Int32(SND_PCM_IOPLUG_HW_PERIOD_BYTES), 64, 1 << 20) }

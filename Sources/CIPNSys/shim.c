@@ -279,3 +279,10 @@ int ipn_interface_up(const char *name) {
     close(fd);
     return r < 0 ? -e : 0;
 }
+
+// Weak: defined only when the ThreadSanitizer runtime is linked in.
+void __tsan_acquire(void *addr) __attribute__((weak));
+void __tsan_release(void *addr) __attribute__((weak));
+
+void ipn_tsan_acquire(void *addr) { if (__tsan_acquire) __tsan_acquire(addr); }
+void ipn_tsan_release(void *addr) { if (__tsan_release) __tsan_release(addr); }

@@ -15,6 +15,10 @@ import Glibc
 /// readable when a message (or a control notice) is waiting, so a C event loop can wait on it.
 ///
 /// One thread at a time may use a socket.
+// Why @unchecked is safe: nothing here is locked; the contract is one thread at a time. A socket is
+// handed to another thread only at a thread's start or through a semaphore/join (the `messages`
+// thread, a benchmark's receivers), which orders every access before and after the hand-over; what
+// the host process shares with it (rings, pool cursors) is read and written with atomics only.
 public final class IPNSocket: @unchecked Sendable {
     public enum ShutdownDirection: Sendable { case read, write, both }
 

@@ -55,7 +55,7 @@ public struct SlotHeader: Sendable, Equatable {
 ///
 /// The peer's cursor is never trusted: `validatedOccupancy` reports a corrupt ring instead of
 /// indexing with it.
-struct MessageRing: @unchecked Sendable {
+struct MessageRing {
     static let headerSize = 256
     static let writeOffset = 0
     static let readOffset = 64

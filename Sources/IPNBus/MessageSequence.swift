@@ -9,7 +9,7 @@ extension IPNSocket {
         let (stream, continuation) = AsyncThrowingStream<Message, any Error>.makeStream(bufferingPolicy: .bufferingOldest(1024))
         let stopped = ManagedAtomic(false)
         continuation.onTermination = { _ in stopped.store(true, ordering: .relaxed) }
-        nonisolated(unsafe) let socket = self
+        let socket = self
         Thread.detachNewThread {
             while !stopped.load(ordering: .relaxed) {
                 do {

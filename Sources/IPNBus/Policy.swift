@@ -61,7 +61,9 @@ public enum RouteVerdict: Equatable, Sendable {
 /// The host calls the hooks on its one thread, in IPN's order: `nodeJoined` before a node can
 /// receive, `nodeLeft` after it can no longer; `route` for every message (IPN's handlemsg) decides
 /// its recipients; `tick` runs about once a second for aging. Hooks must not block.
-public protocol Policy: AnyObject {
+/// A policy's type is shared (`SendableMetatype`: the registry hands it to any thread); its
+/// instances are not, they live on the host's thread.
+public protocol Policy: AnyObject, SendableMetatype {
     /// The name users type (`--policy hub`).
     static var name: String { get }
     init(options: BusOptions)
@@ -86,18 +88,18 @@ extension Policy {
 
 /// The built-in policies, by name.
 public enum PolicyRegistry {
-    nonisolated(unsafe) private static var registered: [String: any Policy.Type] = [
+    private static let registered = Locked<[String: any Policy.Type]>([
         HubPolicy.name: HubPolicy.self,
         SwitchPolicy.name: SwitchPolicy.self,
-    ]
+    ])
 
-    public static var names: [String] { registered.keys.sorted() }
+    public static var names: [String] { registered.withLock { $0.keys.sorted() } }
 
-    /// Adds a policy (call before a host starts; the host is single-threaded).
-    public static func register(_ type: any Policy.Type) { registered[type.name] = type }
+    /// Adds a policy (any thread, any time; a host makes its policy when it starts).
+    public static func register(_ type: any Policy.Type) { registered.withLock { $0[type.name] = type } }
 
     public static func make(_ name: String, options: BusOptions) throws(IPNError) -> any Policy {
-        guard let t = registered[name] else { throw .unknownPolicy(name) }
+        guard let t = registered.withLock({ $0[name] }) else { throw .unknownPolicy(name) }
         return t.init(options: options)
     }
 }

@@ -9,7 +9,7 @@ import Atomics
 /// reading: a lapped reader sees that and counts a drop instead of returning torn bytes (a seqlock
 /// over the whole pool). On a lossless bus the host publishes `released` (nothing below it is still
 /// queued for anyone) and the sender waits for it instead of overwriting.
-struct SenderPool: @unchecked Sendable {
+struct SenderPool {
     static let headerSize = 4096
     static let reclaimedOffset = 0
     static let releasedOffset = 64

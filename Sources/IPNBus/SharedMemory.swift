@@ -5,7 +5,7 @@ import Glibc
 ///
 /// Owns its descriptor and mapping; both are released in `deinit`. A mapping made from a read-only
 /// descriptor is PROT_READ and cannot be made writable by its holder.
-final class SharedMemory: @unchecked Sendable {
+final class SharedMemory {
     let fd: Int32
     let size: Int
     let base: UnsafeMutableRawPointer

@@ -3,8 +3,8 @@ import Glibc
 
 /// An ALSA PCM (any name alsa-lib knows: `hw:1,0`, `plughw:…`, `default`) opened for interleaved
 /// capture or playback with negotiated rate, channels, sample format, period and buffer sizes, and
-/// monotonic timestamps. One thread at a time per direction (alsa-lib locks the PCM itself).
-public final class AlsaPCM: @unchecked Sendable {
+/// monotonic timestamps. Not `Sendable`: one thread owns a PCM (hand it over with `sending`).
+public final class AlsaPCM {
     public enum Direction: Sendable { case capture, playback }
     public enum SampleFormat: String, Sendable, CaseIterable {
         case s16, s32, flt

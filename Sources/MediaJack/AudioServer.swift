@@ -12,7 +12,10 @@ import MediaWire
 /// The period path (drain, mix, send, device I/O) allocates nothing, takes no lock and logs nothing:
 /// buffers are made when a bus or a client first appears. Reports (`ipn stat`) are sent once a second,
 /// after a period's work.
-public final class AudioServer: @unchecked Sendable {
+///
+/// Not `Sendable`: the thread that runs it owns it (hand it over with `sending`; read its counters
+/// after `run` returned, on that thread).
+public final class AudioServer {
     public enum Driver: Sendable, Equatable { case dummy, alsa(String) }
 
     public struct Settings: Sendable {

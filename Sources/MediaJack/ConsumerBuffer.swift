@@ -6,7 +6,7 @@ import MediaWire
 /// (a recorder on a slow disk): a thread keeps draining the bus into memory while the consumer
 /// writes. Past the bound (bytes or seconds of media) it falls back to dropping, loudly, and a video
 /// stream resumes only at its next keyframe. The publisher is never held back.
-public final class ConsumerBuffer: @unchecked Sendable {
+public final class ConsumerBuffer: Sendable {
     public struct Bound: Sendable, Equatable {
         public var bytes: Int?
         public var seconds: Double?
@@ -24,89 +24,112 @@ public final class ConsumerBuffer: @unchecked Sendable {
         }
     }
 
-    private let consumer: MediaConsumer
     private let bound: Bound
     private let warn: @Sendable (String) -> Void
-    private let lock = NSCondition()
-    private var queue: [MediaEvent] = []
-    private var head = 0
-    private var bytes = 0
-    private var stopped = false
-    private var failure: IPNError?
-    private var needsKeyframe: Set<UInt32> = []
-    private var audioGap: Set<UInt32> = []
-    private var overflowing = false
-    private var videoStreams: Set<UInt32> = []
-    /// Frames this buffer had to drop because the bound was reached.
-    public private(set) var dropped = 0
-    public private(set) var peakBytes = 0
+    /// Shared by the draining thread and the reader; `bell` rings when the queue stops being empty
+    /// or the draining ends in an error (the reader then looks again; a spare ring costs one look).
+    private let state = Locked(State())
+    private let bell = DispatchSemaphore(value: 0)
 
-    public init(_ consumer: MediaConsumer, bound: Bound, warn: @escaping @Sendable (String) -> Void) {
-        self.consumer = consumer
+    private struct State {
+        var queue: [MediaEvent] = []
+        var head = 0
+        var bytes = 0
+        var stopped = false
+        var failure: IPNError?
+        var needsKeyframe: Set<UInt32> = []
+        var audioGap: Set<UInt32> = []
+        var overflowing = false
+        var videoStreams: Set<UInt32> = []
+        var dropped = 0
+        var peakBytes = 0
+        /// The consumer's count, copied after each of its events (the consumer is the draining thread's).
+        var gaps = 0
+
+        var isEmpty: Bool { head == queue.count }
+
+        var span: Double {
+            let frames = queue[head...].compactMap { e -> Int64? in if case .frame(let h, _, _) = e { return h.dts } else { return nil } }
+            guard let first = frames.first, let last = frames.last else { return 0 }
+            return Double(last - first) / 1e9
+        }
+
+        func over(_ bound: Bound, adding n: Int) -> Bool {
+            if let b = bound.bytes, bytes + n > b { return true }
+            if let s = bound.seconds, span > s { return true }
+            return false
+        }
+    }
+
+    /// Frames this buffer had to drop because the bound was reached.
+    public var dropped: Int { state.withLock { $0.dropped } }
+    public var peakBytes: Int { state.withLock { $0.peakBytes } }
+    /// Messages lost before this buffer (the bus dropped them for its consumer).
+    public var gaps: Int { state.withLock { $0.gaps } }
+
+    /// The consumer belongs to the buffer's thread from now on.
+    public init(_ consumer: sending MediaConsumer, bound: Bound, warn: @escaping @Sendable (String) -> Void) {
         self.bound = bound
         self.warn = warn
-        Thread.detachNewThread { [self] in self.drain() }
+        Thread.detachNewThread(owning: consumer) { [self] consumer in self.drain(consumer) }
     }
 
     deinit { stop() }
 
     public func stop() {
-        lock.lock(); stopped = true; lock.broadcast(); lock.unlock()
+        state.withLock { $0.stopped = true }
     }
 
-    private var span: Double {
-        let frames = queue[head...].compactMap { e -> Int64? in if case .frame(let h, _, _) = e { return h.dts } else { return nil } }
-        guard let first = frames.first, let last = frames.last else { return 0 }
-        return Double(last - first) / 1e9
-    }
-
-    private func over(adding n: Int) -> Bool {
-        if let b = bound.bytes, bytes + n > b { return true }
-        if let s = bound.seconds, span > s { return true }
-        return false
-    }
-
-    private func drain() {
+    private func drain(_ consumer: MediaConsumer) {
         while true {
-            lock.lock()
-            let done = stopped
-            lock.unlock()
-            if done { return }
+            if state.withLock({ $0.stopped }) { return }
             let event: MediaEvent?
             do { event = try consumer.next(timeout: 0.2) } catch {
-                lock.lock(); failure = error; lock.broadcast(); lock.unlock()
+                state.withLock { $0.failure = error }
+                bell.signal()
                 return
             }
-            guard let event else { continue }
-            lock.lock()
-            switch event {
-            case .streamAdded(let id, _, let d):
-                if d.kind == .video && !d.allKeyframes { videoStreams.insert(id) }
-                queue.append(event)
-            case .endOfStream:
-                queue.append(event)
-            case .frame(let h, let payload, let discontinuity):
-                let isVideo = videoStreams.contains(h.stream)
-                if over(adding: payload.count) {
-                    if !overflowing {
-                        overflowing = true
-                        warn("WARNING: the output is slower than the stream and the buffer (\(describeBound)) is full: dropping frames until it catches up")
-                    }
-                    dropped += 1
-                    if isVideo { needsKeyframe.insert(h.stream) } else { audioGap.insert(h.stream) }
-                } else if isVideo && needsKeyframe.contains(h.stream) && !h.flags.contains(.keyframe) {
-                    dropped += 1  // undecodable without the frames dropped before it
-                } else {
-                    needsKeyframe.remove(h.stream)
-                    let gap = audioGap.remove(h.stream) != nil
-                    if overflowing && needsKeyframe.isEmpty { overflowing = false }
-                    queue.append(.frame(h, payload: payload, discontinuity: discontinuity || gap || h.flags.contains(.discontinuity)))
-                    bytes += payload.count
-                    peakBytes = max(peakBytes, bytes)
-                }
+            let gaps = consumer.gaps
+            guard let event else {
+                state.withLock { $0.gaps = gaps }
+                continue
             }
-            lock.broadcast()
-            lock.unlock()
+            let (wasEmpty, startedOverflowing) = state.withLock { s -> (Bool, Bool) in
+                s.gaps = gaps
+                let wasEmpty = s.isEmpty
+                var startedOverflowing = false
+                switch event {
+                case .streamAdded(let id, _, let d):
+                    if d.kind == .video && !d.allKeyframes { s.videoStreams.insert(id) }
+                    s.queue.append(event)
+                case .endOfStream:
+                    s.queue.append(event)
+                case .frame(let h, let payload, let discontinuity):
+                    let isVideo = s.videoStreams.contains(h.stream)
+                    if s.over(bound, adding: payload.count) {
+                        if !s.overflowing {
+                            s.overflowing = true
+                            startedOverflowing = true
+                        }
+                        s.dropped += 1
+                        if isVideo { s.needsKeyframe.insert(h.stream) } else { s.audioGap.insert(h.stream) }
+                    } else if isVideo && s.needsKeyframe.contains(h.stream) && !h.flags.contains(.keyframe) {
+                        s.dropped += 1  // undecodable without the frames dropped before it
+                    } else {
+                        s.needsKeyframe.remove(h.stream)
+                        let gap = s.audioGap.remove(h.stream) != nil
+                        if s.overflowing && s.needsKeyframe.isEmpty { s.overflowing = false }
+                        s.queue.append(.frame(h, payload: payload, discontinuity: discontinuity || gap || h.flags.contains(.discontinuity)))
+                        s.bytes += payload.count
+                        s.peakBytes = max(s.peakBytes, s.bytes)
+                    }
+                }
+                return (wasEmpty && !s.isEmpty, startedOverflowing)
+            }
+            if startedOverflowing {
+                warn("WARNING: the output is slower than the stream and the buffer (\(describeBound)) is full: dropping frames until it catches up")
+            }
+            if wasEmpty { bell.signal() }
         }
     }
 
@@ -116,19 +139,18 @@ public final class ConsumerBuffer: @unchecked Sendable {
 
     /// The next buffered event; nil after `timeout` seconds without one.
     public func next(timeout: Double) throws(IPNError) -> MediaEvent? {
-        lock.lock()
-        defer { lock.unlock() }
-        let deadline = Date().addingTimeInterval(timeout)
-        while head == queue.count {
-            if let failure { throw failure }
-            if !lock.wait(until: deadline) { return nil }
+        let deadline = DispatchTime.now() + timeout
+        while true {
+            let taken = state.withLock { s -> Result<MediaEvent, IPNError>? in
+                if s.isEmpty { return s.failure.map { .failure($0) } }
+                let e = s.queue[s.head]
+                s.head += 1
+                if case .frame(_, let payload, _) = e { s.bytes -= payload.count }
+                if s.head > 1024 && s.head * 2 > s.queue.count { s.queue.removeFirst(s.head); s.head = 0 }
+                return .success(e)
+            }
+            if let taken { return try taken.get() }
+            if bell.wait(timeout: deadline) == .timedOut { return nil }
         }
-        let e = queue[head]
-        head += 1
-        if case .frame(_, let payload, _) = e { bytes -= payload.count }
-        if head > 1024 && head * 2 > queue.count { queue.removeFirst(head); head = 0 }
-        return e
     }
-
-    public var gaps: Int { consumer.gaps }
 }

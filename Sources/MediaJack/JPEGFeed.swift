@@ -1,4 +1,5 @@
 import Foundation
+import IPNBus
 import MediaWire
 
 /// The JPEG pictures of one video stream, for browsers on the MJPEG fallback, made on a thread of
@@ -7,7 +8,7 @@ import MediaWire
 /// newest picture is encoded: when the thread falls behind, JPEG viewers get fewer pictures, nobody
 /// else notices. Past `backlogLimit` frames waiting, the waiting ones are dropped and decoding starts
 /// again at the next keyframe.
-public final class JPEGFeed: @unchecked Sendable {
+public final class JPEGFeed: Sendable {
     public struct Counters: Sendable {
         /// Pictures handed out.
         public var made = 0
@@ -20,72 +21,87 @@ public final class JPEGFeed: @unchecked Sendable {
 
     public static let backlogLimit = 64
 
-    private let maker: JPEGMaker
+    private let passesThrough: Bool
     private let picture: @Sendable ([UInt8]) -> Void
-    private let condition = NSCondition()
-    // Guarded by `condition`:
-    private var queue: [(FrameHeader, [UInt8], Bool)] = []
-    private var counters = Counters()
-    private var stopping = false
-    private var lastSequence: UInt64?
-    private var restart = false
+    /// What the feeding threads and the feed's thread share. `bell` rings when the queue stops being
+    /// empty and at `stop()` (a spare ring costs the feed's thread one look).
+    private let shared = Locked(Shared())
+    private let bell = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+
+    private struct Shared {
+        var queue: [(FrameHeader, [UInt8], Bool)] = []
+        var counters = Counters()
+        var stopping = false
+        var lastSequence: UInt64?
+        var restart = false
+    }
 
     /// `picture` gets each JPEG picture, on the feed's thread (or, for MJPEG, on the caller's). The
     /// thread runs until `stop()`, which its owner must call.
     public init(_ d: StreamDescription, picture: @escaping @Sendable ([UInt8]) -> Void) {
-        maker = JPEGMaker(d)
+        let maker = JPEGMaker(d)
+        passesThrough = maker.passesThrough
         self.picture = picture
-        if !maker.passesThrough { Thread.detachNewThread { [self] in run(); finished.signal() } } else { finished.signal() }
+        if !passesThrough {
+            // The maker (its decoder and encoder) is the feed's thread's alone.
+            Thread.detachNewThread(owning: maker) { [self] maker in run(maker); finished.signal() }
+        } else {
+            finished.signal()
+        }
     }
 
     deinit { stop() }
 
-    public var statistics: Counters { condition.withLock { counters } }
+    public var statistics: Counters { shared.withLock { $0.counters } }
 
     /// Hands over one frame; never waits. A frame that does not follow the last one offered (the
     /// feed was idle while nobody watched as JPEG, or the bus dropped frames) restarts decoding at a keyframe.
     public func offer(_ h: FrameHeader, payload: [UInt8], discontinuity: Bool) {
-        if maker.passesThrough {
-            condition.withLock { counters.made += 1 }
+        if passesThrough {
+            shared.withLock { $0.counters.made += 1 }
             picture(payload)
             return
         }
-        condition.withLock {
-            guard !stopping else { return }
-            let gap = discontinuity || restart || lastSequence.map { h.sequence != $0 &+ 1 } ?? false
-            lastSequence = h.sequence
-            restart = false
-            if queue.count >= Self.backlogLimit {
-                counters.dropped += queue.count + 1
-                queue.removeAll()
-                restart = true
-                return
+        let wake = shared.withLock { s -> Bool in
+            guard !s.stopping else { return false }
+            let gap = discontinuity || s.restart || s.lastSequence.map { h.sequence != $0 &+ 1 } ?? false
+            s.lastSequence = h.sequence
+            s.restart = false
+            if s.queue.count >= Self.backlogLimit {
+                s.counters.dropped += s.queue.count + 1
+                s.queue.removeAll()
+                s.restart = true
+                return false
             }
-            queue.append((h, payload, gap))
-            condition.signal()
+            s.queue.append((h, payload, gap))
+            return s.queue.count == 1
         }
+        if wake { bell.signal() }
     }
 
     /// Ends the thread; no picture is handed out after this returns.
     public func stop() {
-        condition.withLock {
-            guard !stopping else { return }
-            stopping = true
-            queue.removeAll()
-            condition.signal()
+        let first = shared.withLock { s -> Bool in
+            guard !s.stopping else { return false }
+            s.stopping = true
+            s.queue.removeAll()
+            return true
         }
+        if first { bell.signal() }
         finished.wait()
         finished.signal()  // a second stop (deinit) returns at once
     }
 
-    private func run() {
+    private func run(_ maker: JPEGMaker) {
         while true {
-            let batch: [(FrameHeader, [UInt8], Bool)] = condition.withLock {
-                while queue.isEmpty && !stopping { condition.wait() }
-                defer { queue.removeAll(keepingCapacity: true) }
-                return stopping ? [] : queue
+            let batch: [(FrameHeader, [UInt8], Bool)]? = shared.withLock { s in
+                if s.stopping { return [] }
+                if s.queue.isEmpty { return nil }
+                defer { s.queue.removeAll(keepingCapacity: true) }
+                return s.queue
             }
+            guard let batch else { bell.wait(); continue }
             if batch.isEmpty { return }
             // Every frame is decoded; only the newest picture of the batch is encoded.
             var newest: [UInt8]?
@@ -97,9 +113,9 @@ public final class JPEGFeed: @unchecked Sendable {
                     failures += 1
                 }
             }
-            let delivered: Bool = condition.withLock {
-                counters.failures += failures
-                if newest != nil && !stopping { counters.made += 1; return true }
+            let delivered: Bool = shared.withLock { s in
+                s.counters.failures += failures
+                if newest != nil && !s.stopping { s.counters.made += 1; return true }
                 return false
             }
             if delivered, let newest { picture(newest) }

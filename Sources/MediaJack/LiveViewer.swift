@@ -5,7 +5,7 @@ import MediaWire
 /// The receiving half of `mediajack view`: a thread that keeps draining the bus and decoding, so the
 /// bus never waits for the screen, and keeps only the newest picture for the window to show at its
 /// own pace. A picture replaced before it was shown counts as dropped.
-public final class LiveViewer: @unchecked Sendable {
+public final class LiveViewer: Sendable {
     public enum State: String, Sendable {
         case waitingForPublisher = "waiting for a publisher"
         case waitingForKeyframe = "waiting for a keyframe"
@@ -34,49 +34,53 @@ public final class LiveViewer: @unchecked Sendable {
         public var corrupt = 0
     }
 
-    private let consumer: MediaConsumer
     private let wanted: UInt32?
     private let report: @Sendable (String) -> Void
-    private let lock = NSLock()
-    private var latest: Picture?
-    private var shownSerial = 0
-    private var state = State.waitingForPublisher
-    private var description: StreamDescription?
-    private var counters = Counters()
-    private var failure: (any Error)?
-    private var stopped = false
+    /// What the receiving thread and the window share.
+    private let shared = Locked(Shared())
     private let finished = DispatchSemaphore(value: 0)
 
+    private struct Shared {
+        var latest: Picture?
+        var shownSerial = 0
+        var state = State.waitingForPublisher
+        var description: StreamDescription?
+        var counters = Counters()
+        var failure: (any Error)?
+        var stopped = false
+    }
+
     public init(bus: String, stream: UInt32?, report: @escaping @Sendable (String) -> Void) throws(IPNError) {
-        consumer = try MediaConsumer(bus: bus, description: "mediajack view")
+        let consumer = try MediaConsumer(bus: bus, description: "mediajack view")
         wanted = stream
         self.report = report
-        Thread.detachNewThread { [self] in run(); finished.signal() }
+        // The consumer is the receiving thread's alone.
+        Thread.detachNewThread(owning: consumer) { [self] consumer in run(consumer); finished.signal() }
     }
 
     /// Stops the receiving thread and waits for it.
     public func stop() {
-        lock.withLock { stopped = true }
+        shared.withLock { $0.stopped = true }
         finished.wait()
     }
 
     /// What the window shows now: the newest picture (nil when there is none), the state and the stream.
     public func current() -> (picture: Picture?, state: State, stream: StreamDescription?, counters: Counters) {
-        lock.withLock { (latest, state, description, counters) }
+        shared.withLock { ($0.latest, $0.state, $0.description, $0.counters) }
     }
 
     /// The window showed picture `serial`.
-    public func shown(_ serial: Int) { lock.withLock { shownSerial = max(shownSerial, serial) } }
+    public func shown(_ serial: Int) { shared.withLock { $0.shownSerial = max($0.shownSerial, serial) } }
 
     /// The error that ended the receiving thread, if any.
-    public var error: (any Error)? { lock.withLock { failure } }
+    public var error: (any Error)? { shared.withLock { $0.failure } }
 
     private func set(_ s: State) {
-        let changed = lock.withLock { () -> Bool in defer { state = s }; return state != s }
+        let changed = shared.withLock { shared -> Bool in defer { shared.state = s }; return shared.state != s }
         if changed { report(s.rawValue) }
     }
 
-    private func run() {
+    private func run(_ consumer: MediaConsumer) {
         var decoder: VideoDecoder?
         var choice = VideoStreamChoice(wanted: wanted)
         var serial = 0
@@ -86,7 +90,7 @@ public final class LiveViewer: @unchecked Sendable {
             while let (id, d) = candidate {
                 do {
                     decoder = try VideoDecoder(d)
-                    lock.withLock { description = d; counters.streams += 1 }
+                    shared.withLock { $0.description = d; $0.counters.streams += 1 }
                     report("showing stream \(id): \(d.codec) \(d.width ?? 0)x\(d.height ?? 0)")
                     set(.waitingForKeyframe)
                     return true
@@ -101,34 +105,35 @@ public final class LiveViewer: @unchecked Sendable {
         }
         report("\(State.waitingForPublisher.rawValue)")
         do {
-            while !lock.withLock({ stopped }) {
+            while !shared.withLock({ $0.stopped }) {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
                     if choice.added(id, d) { _ = show(id, d) }
                 case .frame(let h, let payload, let discontinuity):
                     guard h.stream == choice.current, let decoder else { continue }
-                    if discontinuity { lock.withLock { counters.gaps = consumer.gaps } }
+                    if discontinuity { let gaps = consumer.gaps; shared.withLock { $0.counters.gaps = gaps } }
                     let skippedBefore = decoder.skipped, corruptBefore = decoder.corrupt
                     do {
                         try payload.withUnsafeBytes { b in
                             try decoder.decode(b, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity) { p in
                                 serial += 1
                                 let picture = Picture(width: p.width, height: p.height, bytes: p.packed, captureTime: h.captureTime, serial: serial)
-                                lock.withLock {
-                                    if let old = latest, old.serial > shownSerial { counters.dropped += 1 }
-                                    latest = picture
-                                    counters.decoded += 1
+                                shared.withLock { s in
+                                    if let old = s.latest, old.serial > s.shownSerial { s.counters.dropped += 1 }
+                                    s.latest = picture
+                                    s.counters.decoded += 1
                                 }
                             }
                         }
                     } catch {
                         // A frame that cannot be decoded or converted is skipped; the stream goes on.
-                        lock.withLock { counters.corrupt += 1 }
+                        shared.withLock { $0.counters.corrupt += 1 }
                     }
-                    if decoder.corrupt > corruptBefore { lock.withLock { counters.corrupt += decoder.corrupt - corruptBefore } }
+                    if decoder.corrupt > corruptBefore { let n = decoder.corrupt - corruptBefore; shared.withLock { $0.counters.corrupt += n } }
                     if decoder.skipped > skippedBefore {
-                        lock.withLock { counters.dropped += decoder.skipped - skippedBefore }
+                        let n = decoder.skipped - skippedBefore
+                        shared.withLock { $0.counters.dropped += n }
                         set(.waitingForKeyframe)
                     } else if !decoder.needsKeyframe {
                         set(.playing)
@@ -141,7 +146,7 @@ public final class LiveViewer: @unchecked Sendable {
                 }
             }
         } catch {
-            lock.withLock { failure = error }
+            shared.withLock { $0.failure = error }
             report("the bus went away: \(error)")
         }
     }

@@ -3,7 +3,9 @@ import IPNBus
 
 /// A client of jackd-ipn on one `mixer` bus: learns the server's format from its first mix, receives
 /// mixes in place (zero-copy) and sends its own audio for a period.
-public final class AudioBusClient: @unchecked Sendable {
+///
+/// Not `Sendable`: one thread owns a client.
+public final class AudioBusClient {
     public let socket: IPNSocket
     public let path: String
     public private(set) var rate = 0

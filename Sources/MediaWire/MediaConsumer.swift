@@ -9,7 +9,9 @@ public enum MediaEvent: Sendable, Equatable {
 }
 
 /// Joins a media bus and turns its messages into stream events. Counts what was lost.
-public final class MediaConsumer: @unchecked Sendable {
+///
+/// Not `Sendable`: one thread owns a consumer (hand it to another with `sending`, e.g. to a `ConsumerBuffer`).
+public final class MediaConsumer {
     public let socket: IPNSocket
     public private(set) var streams: [UInt32: StreamDescription] = [:]
     /// Messages lost for this consumer (full queue), as the bus flagged them.

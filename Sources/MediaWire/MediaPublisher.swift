@@ -8,7 +8,9 @@ import IPNBus
 ///
 /// Frames of streams whose every frame is a keyframe (raw video, PCM) are not cached: a late joiner
 /// simply starts with the next one.
-public final class MediaPublisher: @unchecked Sendable {
+///
+/// Not `Sendable`: one thread owns a publisher.
+public final class MediaPublisher {
     public let socket: IPNSocket
     /// Stream numbers are unique within this process (several publishers may share one).
     private static let nextIndex = ManagedAtomic<UInt32>(0)

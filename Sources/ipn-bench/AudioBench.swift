@@ -22,7 +22,16 @@ enum AudioBench {
         let server = try AudioServer(s, report: { _ in })
         let stop = Box(false)
         let serverDone = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { try? server.run { stop.value }; serverDone.signal() }
+        let outcome = Box<ServerRun?>(nil)
+        // The server is its thread's from here on; that thread reads its counters when it is done.
+        Thread.detachNewThread(owning: server) { server in
+            try? server.run { stop.value }
+            let n = max(1, server.periodsServed)
+            outcome.value = ServerRun(perPeriodMicros: Double(server.workNanoseconds) / Double(n) / 1000,
+                                      peakMicros: Double(server.peakWorkNanoseconds) / 1000,
+                                      periods: server.periodsServed, late: server.lateClientPeriods, serverXruns: server.serverXruns)
+            serverDone.signal()
+        }
         let group = DispatchGroup()
         for c in 0..<clients {
             group.enter()
@@ -45,9 +54,7 @@ enum AudioBench {
         group.wait()
         serverDone.wait()
         try? Bus.remove(path)
-        let n = max(1, server.periodsServed)
-        return ServerRun(perPeriodMicros: Double(server.workNanoseconds) / Double(n) / 1000, peakMicros: Double(server.peakWorkNanoseconds) / 1000,
-                         periods: server.periodsServed, late: server.lateClientPeriods, serverXruns: server.serverXruns)
+        return outcome.value!
     }
 
     /// The floor: summing `clients` periods of interleaved stereo floats and clipping, in a tight loop.
@@ -120,7 +127,7 @@ enum AudioBench {
             let server = try AudioServer(s, report: { _ in })
             let stop = Box(false)
             let serverDone = DispatchSemaphore(value: 0)
-            Thread.detachNewThread { try? server.run { stop.value }; serverDone.signal() }
+            Thread.detachNewThread(owning: server) { server in try? server.run { stop.value }; serverDone.signal() }
             defer { stop.value = true; serverDone.wait(); try? Bus.remove(dir + "/bus") }
             usleep(100_000)
             var q = AlsaPCM.Request()
@@ -131,7 +138,10 @@ enum AudioBench {
             let results = LatencyLog()
             let done = Box(false)
             // Capture: find each impulse, note when its frame arrived.
+            // The capture PCM is the reader thread's from here on.
+            let handoff = Handoff(capture)
             let reader = Thread {
+                let capture = handoff.take()!
                 let buffer = UnsafeMutablePointer<Int16>.allocate(capacity: period * 2)
                 defer { buffer.deallocate() }
                 while !done.value {
@@ -165,14 +175,12 @@ enum AudioBench {
         }
     }
 
-    final class LatencyLog: @unchecked Sendable {
-        private let lock = NSLock()
-        private var sends: [UInt64] = [], arrivals: [UInt64] = []
-        func sent(at t: UInt64) { lock.lock(); sends.append(t); lock.unlock() }
-        func arrived(at t: UInt64) { lock.lock(); arrivals.append(t); lock.unlock() }
+    final class LatencyLog: Sendable {
+        private let times = Locked<(sends: [UInt64], arrivals: [UInt64])>(([], []))
+        func sent(at t: UInt64) { times.withLock { $0.sends.append(t) } }
+        func arrived(at t: UInt64) { times.withLock { $0.arrivals.append(t) } }
         func latencies() -> [Double] {
-            lock.lock(); defer { lock.unlock() }
-            return zip(sends, arrivals).map { Double(Int64($1) - Int64($0)) / 1e6 }
+            times.withLock { t in zip(t.sends, t.arrivals).map { Double(Int64($1) - Int64($0)) / 1e6 } }
         }
     }
 }

@@ -147,13 +147,18 @@ func measureMemcpy() -> Double {
     return Double(size * rounds) / seconds / 1e6
 }
 
-final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    init(_ v: T) { self.v = v }
+/// A value shared by threads. Change part of it with `withLock` (`value[i] = x` would read and write
+/// it in two steps, losing another thread's change in between).
+final class Box<T>: Sendable {
+    private let mutex: Locked<T>
+    init(_ v: sending T) { mutex = Locked(v) }
+    func withLock<R: Sendable>(_ body: (inout sending T) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+extension Box where T: Sendable {
     var value: T {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
+        get { mutex.withLock { $0 } }
+        set { mutex.withLock { $0 = newValue } }
     }
 }
 
@@ -196,7 +201,6 @@ func measureBus(receivers n: Int, size: Int, count: Int) throws -> Throughput {
         let lastArrival = Box([UInt64](repeating: 0, count: n))
         let endMarker = UInt64.max
         for (i, r) in rs.enumerated() {
-            nonisolated(unsafe) let r = r
             done.enter()
             Thread.detachNewThread {
                 var got = 0
@@ -205,8 +209,9 @@ func measureBus(receivers n: Int, size: Int, count: Int) throws -> Throughput {
                     guard let stamp, stamp != endMarker else { break }
                     got += 1
                 }
-                lastArrival.value[i] = ipn_monotonic_ns()
-                received.value[i] = got
+                let now = ipn_monotonic_ns()
+                lastArrival.withLock { $0[i] = now }
+                received.withLock { $0[i] = got }
                 done.leave()
             }
         }
@@ -230,10 +235,8 @@ func measureBusLatency(receivers n: Int, size: Int) throws -> Latency {
     let count = size >= (1 << 20) ? 100 : 1000
     return try withBus(receivers: n, size: size, queue: 256) { _, rs, sender in
         let histogram = Box(Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three))
-        let lock = NSLock()
         let done = DispatchGroup()
         for r in rs {
-            nonisolated(unsafe) let r = r
             done.enter()
             Thread.detachNewThread {
                 var local: [UInt64] = []
@@ -242,7 +245,7 @@ func measureBusLatency(receivers n: Int, size: Int) throws -> Latency {
                     guard let stamp = (try? r.withNextMessage(timeout: 2) { v in v.bytes.load(as: UInt64.self) }) ?? nil else { break }
                     if stamp != UInt64.max { local.append(ipn_monotonic_ns() &- stamp) }
                 }
-                lock.withLock { for l in local { histogram.value.record(l) } }
+                histogram.withLock { for l in local { $0.record(l) } }
                 done.leave()
             }
         }
@@ -266,8 +269,8 @@ func measureBusLatency(receivers n: Int, size: Int) throws -> Latency {
             }
         }
         done.wait()
-        return Latency(p50: Double(histogram.value.valueAtPercentile(50)) / 1000,
-                       p99: Double(histogram.value.valueAtPercentile(99)) / 1000)
+        let (p50, p99) = histogram.withLock { ($0.valueAtPercentile(50), $0.valueAtPercentile(99)) }
+        return Latency(p50: Double(p50) / 1000, p99: Double(p99) / 1000)
     }
 }
 
@@ -295,7 +298,7 @@ func measureRelay(receivers n: Int, size: Int, count: Int) -> Throughput {
                 if r <= 8 { break }
                 got += 1
             }
-            received.value[i] = got
+            received.withLock { $0[i] = got }
             done.leave()
         }
     }

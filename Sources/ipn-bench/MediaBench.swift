@@ -61,7 +61,7 @@ enum MediaBench {
             let counts = Box([Int](repeating: 0, count: n))
             let ends = Box([UInt64](repeating: 0, count: n))
             for (i, c) in consumers.enumerated() {
-                nonisolated(unsafe) let socket = c.socket
+                let socket = c.socket
                 done.enter()
                 Thread.detachNewThread {
                     var got = 0
@@ -74,8 +74,9 @@ enum MediaBench {
                         }) ?? nil
                         if last == nil || last == true { break }
                     }
-                    counts.value[i] = got
-                    ends.value[i] = ipn_monotonic_ns()
+                    let now = ipn_monotonic_ns()
+                    counts.withLock { $0[i] = got }
+                    ends.withLock { $0[i] = now }
                     done.leave()
                 }
             }
@@ -104,8 +105,8 @@ enum MediaBench {
             let stop = Box(false)
             let result = Box(0.0)
             let publishing = DispatchSemaphore(value: 0)
-            nonisolated(unsafe) let p = publisher
-            Thread.detachNewThread {
+            // The publisher is the publishing thread's from here on.
+            Thread.detachNewThread(owning: publisher) { p in
                 var n = 0
                 let start = ipn_monotonic_ns()
                 while !stop.value {

@@ -39,7 +39,6 @@ struct Demo: ParsableCommand {
             let results = ResultsBox(count: receivers.count)
             let group = DispatchGroup()
             for (i, r) in receivers.enumerated() {
-                nonisolated(unsafe) let r = r
                 group.enter()
                 Thread.detachNewThread {
                     var messages = 0, bytes = 0, large = 0
@@ -71,10 +70,9 @@ struct Demo: ParsableCommand {
     }
 }
 
-final class ResultsBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [String]
-    init(count: Int) { storage = Array(repeating: "", count: count) }
-    func set(_ i: Int, _ s: String) { lock.withLock { storage[i] = s } }
-    var lines: [String] { lock.withLock { storage } }
+final class ResultsBox: Sendable {
+    private let storage: Locked<[String]>
+    init(count: Int) { storage = Locked(Array(repeating: "", count: count)) }
+    func set(_ i: Int, _ s: String) { storage.withLock { $0[i] = s } }
+    var lines: [String] { storage.withLock { $0 } }
 }

@@ -3,6 +3,7 @@ import Foundation
 import IPNBus
 import MediaJack
 import MediaWire
+import Synchronization
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -90,21 +91,19 @@ struct Demo: ParsableCommand {
     }
 }
 
-final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v = false
+final class ManagedFlag: Sendable {
+    private let flag = Atomic(false)
     var value: Bool {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
+        get { flag.load(ordering: .acquiring) }
+        set { flag.store(newValue, ordering: .releasing) }
     }
 }
 
-final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var v: T
-    init(_ v: T) { self.v = v }
+final class Box<T: Sendable>: Sendable {
+    private let mutex: Locked<T>
+    init(_ v: T) { mutex = Locked(v) }
     var value: T {
-        get { lock.withLock { v } }
-        set { lock.withLock { v = newValue } }
+        get { mutex.withLock { $0 } }
+        set { mutex.withLock { $0 = newValue } }
     }
 }

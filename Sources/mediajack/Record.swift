@@ -41,12 +41,17 @@ struct Record: ParsableCommand {
         PolicyRegistry.register(MediaPolicy.self)
         let kinds = Set(streams.split(separator: ",").map(String.init))
         do {
-            let consumer = try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe || join == "next-keyframe",
-                                             description: "mediajack record \(output)")
-            let buffer = losslessBuffer.flatMap(ConsumerBuffer.Bound.init).map { bound in
-                ConsumerBuffer(consumer, bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
+            let consumer = { () throws(IPNError) in
+                try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe || join == "next-keyframe", description: "mediajack record \(output)")
             }
-            defer { buffer?.stop() }
+            // With a lossless buffer the consumer belongs to the buffer's thread; this one reads the buffer.
+            let source: Source
+            if let bound = losslessBuffer.flatMap(ConsumerBuffer.Bound.init) {
+                source = .buffered(ConsumerBuffer(try consumer(), bound: bound) { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) })
+            } else {
+                source = .direct(try consumer())
+            }
+            defer { source.buffer?.stop() }
             let recorder = try SegmentedRecorder(output: output, segmentSeconds: segment, keepRawVideo: keepRaw)
             var line = ProgressLine()
             var open: Set<UInt32> = []
@@ -54,7 +59,10 @@ struct Record: ParsableCommand {
             var replayed = 0
             while !stopRequested.load(ordering: .relaxed) && !ended {
                 let next: MediaEvent?
-                if let buffer { next = try buffer.next(timeout: 0.2) } else { next = try consumer.next(timeout: 0.2) }
+                switch source {
+                case .buffered(let buffer): next = try buffer.next(timeout: 0.2)
+                case .direct(let consumer): next = try consumer.next(timeout: 0.2)
+                }
                 guard let event = next else { continue }
                 switch event {
                 case .streamAdded(let id, _, let d):
@@ -73,16 +81,31 @@ struct Record: ParsableCommand {
                     recorder.endOfStream(id)
                     if open.isEmpty && !follow { ended = true }
                 }
-                line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, consumer.gaps,
+                line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, source.gaps,
                                  Double(recorder.bytes) / 1e6))
             }
             recorder.finish()
             line.end()
-            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(consumer.gaps) gaps"
-                  + (buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? "")
+            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(source.gaps) gaps"
+                  + (source.buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? "")
                   + (replayed > 0 ? "; joined mid-stream: \(replayed) frames replayed from the publisher's cache" : ""))
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// Where `record` reads its events: the consumer itself, or a lossless buffer draining it on its own thread.
+    private enum Source {
+        case direct(MediaConsumer)
+        case buffered(ConsumerBuffer)
+
+        var buffer: ConsumerBuffer? { if case .buffered(let b) = self { b } else { nil } }
+        /// The consumer's gaps, read on this thread (a buffer keeps its own copy of its consumer's count).
+        var gaps: Int {
+            switch self {
+            case .direct(let consumer): consumer.gaps
+            case .buffered(let buffer): buffer.gaps
+            }
         }
     }
 }

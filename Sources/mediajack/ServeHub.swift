@@ -3,7 +3,7 @@ import MediaJack
 import MediaWire
 import NIOCore
 import NIOHTTP1
-import Synchronization
+import IPNBus
 
 /// The browsers watching one bus, and what a joining one needs: `mediajack serve`'s fan-out. The bus
 /// thread hands each fragment (or JPEG picture) over once; every client gets it on its own channel. A
@@ -56,7 +56,7 @@ final class ServeHub: Sendable {
         var cutOff = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let busPath: String
 
     /// The loop every viewer's channel runs on (the server has one).

@@ -93,4 +93,9 @@ uint64_t ipn_thread_cpu_ns(void);
 /// CLOCK_MONOTONIC in nanoseconds.
 uint64_t ipn_monotonic_ns(void);
 
+/// ThreadSanitizer annotations: a happens-before edge through `addr` (a lock the sanitizer cannot
+/// see, such as Synchronization's Mutex on Linux, which waits with futex). No-ops without TSan.
+void ipn_tsan_acquire(void *addr);
+void ipn_tsan_release(void *addr);
+
 #endif
