@@ -211,10 +211,8 @@ extension TestSupport {
     /// A thread's progress through a loop and what it is doing, seen from another thread: its steps, and
     /// the system call it sits in (from /proc/self/task/TID/syscall), so a test can tell a thread that
     /// waits from one that has not run yet.
-    public final class ThreadProgress: @unchecked Sendable {
-        private let lock = NSLock()
-        private var tid: Int32 = 0
-        private var count = 0
+    public final class ThreadProgress: Sendable {
+        private let state = Locked((tid: Int32(0), count: 0))
         public init() {}
         /// Called first on the thread itself.
         public func started() {
@@ -223,13 +221,13 @@ extension TestSupport {
             let n = readlink("/proc/thread-self", &buf, 255)
             let link = String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let t = link.split(separator: "/").last.flatMap { Int32($0) } ?? 0
-            lock.withLock { tid = t }
+            state.withLock { $0.tid = t }
         }
-        public func step() { lock.withLock { count += 1 } }
-        public var steps: Int { lock.withLock { count } }
+        public func step() { state.withLock { $0.count += 1 } }
+        public var steps: Int { state.withLock { $0.count } }
         /// The number of the system call the thread is in (nil when it runs, has not started or ended).
         public var syscall: Int? {
-            let t = lock.withLock { tid }
+            let t = state.withLock { $0.tid }
             guard t != 0, let s = try? String(contentsOfFile: "/proc/self/task/\(t)/syscall", encoding: .utf8) else { return nil }
             return s.split(separator: " ").first.flatMap { Int($0) }
         }

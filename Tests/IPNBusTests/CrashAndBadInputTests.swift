@@ -24,11 +24,13 @@ final class CrashAndBadInputTests: DirectoryTestCase {
 
         // The watcher checks every message it gets: generated messages carry their index in the first
         // 8 bytes and that index's low byte everywhere else, so a torn message cannot pass.
+        // The watcher socket is used by the watching thread only until it ends (waited for below), then by
+        // this test again: one user at a time.
         nonisolated(unsafe) let w = watcher
-        final class Tally: @unchecked Sendable { var good = 0; var torn = 0; var stop = false }
-        let tally = Tally()
-        let watching = Thread { 
-            while !tally.stop {
+        struct Tally { var good = 0; var torn = 0; var stop = false }
+        let tally = Locked(Tally())
+        let watching = Thread {
+            while !tally.withLock({ $0.stop }) {
                 // What the zero-copy read returns counts; a read the sender lapped is discarded by the API.
                 let intact = try? w.withNextMessage(timeout: 0.1) { v -> Bool in
                     guard v.bytes.count >= 8 else { return false }
@@ -36,8 +38,8 @@ final class CrashAndBadInputTests: DirectoryTestCase {
                     return v.bytes.dropFirst(8).allSatisfy { $0 == fill }
                 }
                 switch intact {
-                case true?: tally.good += 1
-                case false?: tally.torn += 1
+                case true?: tally.withLock { $0.good += 1 }
+                case false?: tally.withLock { $0.torn += 1 }
                 default: break
                 }
             }
@@ -78,10 +80,11 @@ final class CrashAndBadInputTests: DirectoryTestCase {
         // /memfd:ipn-pool (deleted); mappings: +12 /memfd:ipn-pool (deleted) 8392704 bytes".
         try TestSupport.waitForNoLeak("the bus host", pid: host, baseline: hostBaseline)
         try TestSupport.waitForNoLeak("the test process (the watcher)", pid: getpid(), baseline: selfBaseline, memfdOnly: true)
-        tally.stop = true
+        tally.withLock { $0.stop = true }
         try TestSupport.waitUntil("the watcher thread ends") { !watching.isExecuting }
-        XCTAssertGreaterThan(tally.good, 200, "the watcher kept receiving throughout")
-        XCTAssertEqual(tally.torn, 0, "no torn message was ever delivered")
+        let (good, torn) = tally.withLock { ($0.good, $0.torn) }
+        XCTAssertGreaterThan(good, 200, "the watcher kept receiving throughout")
+        XCTAssertEqual(torn, 0, "no torn message was ever delivered")
         // The bus still works.
         let a = IPNSocket()
         try a.connect(path)

@@ -90,7 +90,7 @@ final class MediaPolicyTests: DirectoryTestCase {
         _ = try slow.next(timeout: 5)
         _ = try healthy.next(timeout: 5)
         // 35 frames while `slow` reads nothing: its queue of 8 overflows mid-GOP. `healthy` keeps up.
-        nonisolated(unsafe) let h = healthy
+        let h = healthy
         var healthyGot: [UInt64] = []
         for n in 0..<35 {
             try publish(publisher, stream, frames: n..<(n + 1), gop: 10)

@@ -75,7 +75,7 @@ final class SlowReceiverTests: DirectoryTestCase {
         XCTAssertEqual(accepted, 8 + 64, "the receiver's queue and the sender's outbox fill, then the sender is held")
         XCTAssertEqual(fill(), 0, "and stays held")
         // A blocking sender waits until the receiver catches up, and nothing is lost.
-        nonisolated(unsafe) let s = sender
+        let s = sender
         let done = DispatchSemaphore(value: 0)
         let first = accepted
         let progress = TestSupport.ThreadProgress()
@@ -110,7 +110,7 @@ final class SlowReceiverTests: DirectoryTestCase {
         try receiver.connect()
         let sender = IPNSocket()
         try sender.connect(path)
-        nonisolated(unsafe) let s = sender
+        let s = sender
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             for i in 0..<40 { try? s.send(length: 1 << 20) { $0.initializeMemory(as: UInt8.self, repeating: UInt8(i)) } }
