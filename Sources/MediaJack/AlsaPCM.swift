@@ -182,23 +182,8 @@ public final class AlsaPCM {
         return (Int(avail), Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
     }
 
-    /// Plays out what is queued, then stops. Playback is padded first with two periods of silence (as aplay
-    /// pads its last chunk): devices play whole periods, so the end of the sound never falls in the period a
-    /// driver is still stopping in.
-    public func drain() {
-        if direction == .playback {
-            let frames = 2 * period
-            let silence = UnsafeMutableRawPointer.allocate(byteCount: frames * frameBytes, alignment: 16)
-            defer { silence.deallocate() }
-            silence.initializeMemory(as: UInt8.self, repeating: 0, count: frames * frameBytes)
-            var done = 0
-            while done < frames {
-                guard case .frames(let n)? = try? write(silence + done * frameBytes, frames: frames - done), n > 0 else { break }
-                done += n
-            }
-        }
-        _ = snd_pcm_drain(pcm)
-    }
+    /// Plays out what is queued, then stops.
+    public func drain() { _ = snd_pcm_drain(pcm) }
 
     /// Processes that have the card behind a hw: name open.
     static func holders(_ name: String) -> [DeviceHolders.Holder] {

@@ -195,18 +195,10 @@ final class DeviceTierTests: XCTestCase {
         // Left: the 997 Hz tone. Right: test:audio's sample counter, so every lost or repeated sample shows.
         let tone = Signal(captured.left(), rate: 48_000).active()
         XCTAssertEqual(tone.frequency, 997, accuracy: 2)
-        let played = try XCTUnwrap(r.number(in: "play.log", /played (\d+) frames/), r.text("play.log"))
-        let everything = zip(captured.left(), captured.right()).filter { $0.0 != 0 || $0.1 != 0 }.map(\.1)
+        // The recording stopped while the stream still played (see the scenario): all of it is judged.
+        let heard = zip(captured.left(), captured.right()).filter { $0.0 != 0 || $0.1 != 0 }.map(\.1)
+        XCTAssertGreaterThan(heard.count, 48_000, "at least a second of the stream was heard: \(r.text("play.log"))")
         let overruns = r.count("overrun!!!", in: "arecord.log")
-        if overruns == 0 {
-            XCTAssertGreaterThanOrEqual(everything.count, played, "every frame play wrote was heard: \(r.text("play.log"))")
-        }
-        XCTAssertGreaterThan(played, 48_000 / 2, "the stream was played: \(r.text("play.log"))")
-        // What play wrote, and no further: once the playback stops (after play's closing silence), snd-aloop leaves
-        // the rest of its last timer tick of the capture ring unwritten, so arecord reads up to a tick of its own
-        // buffer's previous lap there (seen: 96 and 192 frames from 500 ms before). That is the driver, after the
-        // product is done.
-        let heard = everything.prefix(played)
         var breaks = 0, repeats = 0
         for (a, b) in zip(heard, heard.dropFirst()) where b &- a != 1 {
             if b &- a > 1 { breaks += 1 } else { repeats += 1 }
@@ -580,20 +572,23 @@ struct VMRun: Sendable {
 
         echo "== sound: play from the bus into the loopback, captured with arecord"
         ipn create /run/snd2 --policy media --mtu 1000000 --persistent
-        start play.log mediajack play /run/snd2 alsa:hw:Loopback,0,2 --until-end
+        # A generous device buffer (500 ms): an emulated CPU's timer can stall longer than a short one, and
+        # snd-aloop then moves its pointer a whole lap without an xrun (seen with 100 ms: a buffer played twice).
+        start play.log mediajack play /run/snd2 alsa:hw:Loopback,0,2 --latency 500 --until-end
         waitfor 60 "play joined /run/snd2" node /run/snd2 "play"
         start arecord.log arecord -D hw:Loopback,1,2 -f S16_LE -r 48000 -c 2 played.wav
         waitfor 60 "arecord's capture runs" pcm 1c 2 RUNNING
-        run pubT.log mediajack publish test:audio /run/snd2 --frames 200
-        waitfor 60 "play ended with the stream" ended play.log
-        # Whatever is still in flight reaches the recording: half a second more is recorded before it stops.
-        s=$(size played.wav); waitfor 60 "arecord recorded on after the player ended" grown played.wav "$s" 96000
+        start pubT.log mediajack publish test:audio /run/snd2 --frames 300
+        # The recording ends while the stream still plays, so what is judged is the flow, never how a device
+        # stops (snd-aloop leaves part of its last timer tick of the capture ring unwritten when the playback
+        # stops: arecord then reads a tick of its own buffer's previous lap).
+        waitfor 60 "test:audio's publisher sent 250 periods" sent /run/snd2 publish 250
         pkill -INT -f '^arecord -D hw:Loopback,1,2'
         wait
 
         echo "== sound: play resampled to 44.1 kHz"
         ipn create /run/snd3 --policy media --mtu 1000000 --persistent
-        start play44.log mediajack play /run/snd3 alsa:hw:Loopback,0,3 --rate 44100 --until-end
+        start play44.log mediajack play /run/snd3 alsa:hw:Loopback,0,3 --rate 44100 --latency 500 --until-end
         waitfor 60 "play joined /run/snd3" node /run/snd3 "play"
         start arecord44.log arecord -D hw:Loopback,1,3 -f S16_LE -r 44100 -c 2 played44.wav
         waitfor 60 "arecord's capture runs" pcm 1c 3 RUNNING
