@@ -608,7 +608,9 @@ struct VMRun: Sendable {
         echo "== jackd-ipn clocked by the card: the bus to the card and the card to the bus"
         export HOME="$PWD"
         start jackd.log jackd-ipn --bus /run/jbus --driver alsa:hw:Loopback,0,5 --period 1024 --periods 12
-        waitfor 60 "jackd-ipn serves /run/jbus" sh -c "jackd-ipn stat /run/jbus | grep -q 'server node'"
+        # Serving means mixing: the server's node is on the bus before its clock runs (the plugin gives up on
+        # a server that sends no mix for 2 s).
+        waitfor 60 "jackd-ipn mixes on /run/jbus" sh -c "jackd-ipn stat /run/jbus | grep -Eq 'mixes: [1-9]'"
         # aplay -> plugin -> bus -> jackd-ipn -> hw:Loopback,0,5 -> hw:Loopback,1,5 -> arecord
         start cardout-rec.log arecord -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 card-out.wav
         waitfor 60 "arecord's capture of the card runs" pcm 1c 5 RUNNING
