@@ -146,7 +146,9 @@ final class ViewerTests: MediaScriptTestCase {
         }
         XCTAssertEqual(invented, 0, "no sample repeated or out of order: \(file("view.err"))")
         if xruns == 0 {
-            XCTAssertEqual(lost, 960 * late, "every lost sample is in a period reported skipped as late (\(breaks) breaks): \(file("view.err"))")
+            // (Periods skipped before the first one played, or after the last, leave no jump in the file.)
+            XCTAssertTrue(lost <= 960 * late && lost % 960 == 0,
+                          "every lost sample is in a period reported skipped as late (\(lost) lost in \(breaks) breaks): \(file("view.err"))")
         } else {
             XCTAssertLessThanOrEqual(breaks, late + xruns, "each break is a reported one: \(file("view.err"))")
         }
