@@ -272,15 +272,23 @@ struct Signal {
 
     var seconds: Double { Double(samples.count) / Double(rate) }
 
-    /// From the rising zero crossings, interpolated between samples.
+    /// From the rising zero crossings, interpolated between samples, measured over the unbroken stretches of
+    /// the tone only: where a period was lost or a silence inserted (each reported where it happens, and judged
+    /// by the tests that count samples), the interval between two crossings is not one cycle, and is left out.
+    /// A pitch error from resampling moves every interval, so it still shows.
     var frequency: Double {
         var crossings: [Double] = []
         for i in 1..<max(1, samples.count) where samples[i - 1] < 0 && samples[i] >= 0 {
             let a = Double(samples[i - 1]), b = Double(samples[i])
             crossings.append(Double(i - 1) + (-a) / (b - a))
         }
-        guard crossings.count > 2 else { return 0 }
-        return Double(crossings.count - 1) / ((crossings.last! - crossings.first!) / Double(rate))
+        let intervals = zip(crossings, crossings.dropFirst()).map { $1 - $0 }
+        guard intervals.count > 2 else { return 0 }
+        let median = intervals.sorted()[intervals.count / 2]
+        let cycles = intervals.filter { abs($0 - median) < 0.05 * median }
+        // Most of the tone must be unbroken, or what is measured is not a tone.
+        guard cycles.count * 2 > intervals.count else { return 0 }
+        return Double(rate) * Double(cycles.count) / cycles.reduce(0, +)
     }
 
     var rmsDecibels: Double {
