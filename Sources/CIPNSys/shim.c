@@ -164,7 +164,8 @@ ssize_t ipn_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int 
         break;
     }
     if (n < 0) return n;
-    if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) *truncated = 1;
+    if (m.msg_flags & MSG_TRUNC) *truncated = IPN_TRUNCATED_DATA;
+    else if (m.msg_flags & MSG_CTRUNC) *truncated = IPN_TRUNCATED_FDS;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -286,3 +287,7 @@ void __tsan_release(void *addr) __attribute__((weak));
 
 void ipn_tsan_acquire(void *addr) { if (__tsan_acquire) __tsan_acquire(addr); }
 void ipn_tsan_release(void *addr) { if (__tsan_release) __tsan_release(addr); }
+
+int ipn_open_path_only(const char *path) {
+    return open(path, O_PATH | O_CLOEXEC);
+}

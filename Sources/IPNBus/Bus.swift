@@ -66,13 +66,17 @@ public enum Bus {
 
     static func request(path: String, intent: ControlMessage.Intent, persistent: Bool? = nil,
                         busDescription: String? = nil) throws(IPNError) -> ControlMessage {
-        let (channel, address) = try IPNSocket.openControl(path: path)
-        defer { Sys.close(channel.fd) }
+        let (channel, address, proof) = try IPNSocket.openControl(path: path)
+        defer { Sys.close(channel.fd); Sys.close(proof) }
         let hello = ControlMessage.Hello(version: ControlMessage.version, intent: intent, policy: nil, wantReceive: false,
                                          wantSend: false, wantMembership: false, description: "", creatorToken: nil,
                                          device: address.device, inode: address.inode, persistent: persistent,
                                          busDescription: busDescription)
-        try channel.send(.hello(hello))
+        do {
+            try channel.send(.hello(hello), fds: [proof])
+        } catch .busGone {
+            // The host may have refused this connection before reading anything: its reason is queued.
+        }
         while true {
             switch try channel.receive() {
             case .wouldBlock: continue

@@ -21,6 +21,9 @@ public struct BusStatus: Codable, Sendable, Equatable {
         public var sentBytes: UInt64
         public var deliveredMessages: UInt64
         public var deliveredBytes: UInt64
+        /// This sender's messages the host found already overwritten in its pool (a lossy bus whose host fell
+        /// a whole pool behind): routed to nobody, every receiver's next message flagged as after a gap.
+        public var overwritten: UInt64 = 0
     }
 
     public var path: String
@@ -32,4 +35,9 @@ public struct BusStatus: Codable, Sendable, Equatable {
     public var writers: Int
     public var nodes: [NodeStatus]
     public var policyStatistics: [String: String]
+    /// Connections the host closed before any request: the file granted the peer no right, or its uid already
+    /// had as many connections waiting to say hello as one uid may.
+    public var refusedConnections: UInt64 = 0
+    /// Times the host ran out of descriptors and stopped accepting until its next tick.
+    public var acceptPauses: UInt64 = 0
 }

@@ -4,7 +4,7 @@ import Foundation
 /// each, JSON, descriptors in SCM_RIGHTS). Data never travels here: only joins, options, pool
 /// announcements, membership notices and status. Wire version: `ControlMessage.version`.
 enum ControlMessage: Codable, Equatable {
-    static let version = 1
+    static let version = 2
     static let maximumSize = 256 << 10
 
     enum Intent: String, Codable { case bind, connect, stat, remove, setOptions }
@@ -52,6 +52,8 @@ enum ControlMessage: Codable, Equatable {
     struct Failure: Codable, Equatable {
         enum Code: String, Codable {
             case permissionDenied, policyMismatch, busFull, notABus, badRequest, busGone, busExists
+            /// The hello came without a descriptor of the bus file: the client did not prove it can reach the path.
+            case unreachable
         }
         var code: Code
         var message: String
@@ -150,7 +152,8 @@ struct ControlChannel {
             throw .system(call: "recvmsg", errno: e)
         }
         if n == 0 { received.forEach(Sys.close); return .closed }
-        if truncated != 0 {
+        // Descriptors beyond what fits were closed by the kernel (MSG_CTRUNC): the message itself is kept.
+        if truncated == Int32(IPN_TRUNCATED_DATA) {
             received.forEach(Sys.close)
             throw .protocolViolation("control message larger than \(ControlMessage.maximumSize) bytes")
         }

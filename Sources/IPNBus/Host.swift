@@ -40,6 +40,15 @@ public final class Host {
     static let batch = 256
     static let startupGrace: UInt64 = 10_000_000_000
     static let helloTimeout: UInt64 = 5_000_000_000
+    /// Connections of one uid that may wait to say hello at once: one user cannot fill the host's
+    /// descriptor table and starve another.
+    static let ungreetedPerUser = 32
+
+    /// Connections not yet greeted, per uid.
+    private var ungreeted: [UInt32: Int] = [:]
+    private var refusedConnections: UInt64 = 0
+    private var acceptPauses: UInt64 = 0
+    private var acceptPaused = false
 
     public init(path: String, options: BusOptions, creatorToken: String?) throws(IPNError) {
         try options.validate()
@@ -101,6 +110,10 @@ public final class Host {
                 policy.tick(now: now)
                 // A client that connects and never says hello does not hold a connection forever.
                 for node in connections.values where !node.greeted && now - node.acceptedAt > Self.helloTimeout { drop(node) }
+                if acceptPaused {
+                    acceptPaused = false
+                    _ = ipn_epoll_add(epollFD, listenFD, Self.listenToken)
+                }
                 if !everHadMember && !options.persistent && now - started > Self.startupGrace { break }
                 // A persistent bus whose file was deleted (rm -rf of its directory) can never be reached
                 // again: its address comes from that file. With nobody left on it, it ends.
@@ -127,17 +140,48 @@ public final class Host {
     private func acceptAll() {
         while true {
             let fd = ipn_accept(listenFD)
-            if fd < 0 { return }
+            if fd < 0 {
+                let e = Sys.lastErrno
+                if e == .tooManyOpenFiles || e == .tooManyOpenFilesInSystem || e == .noMemory || e == .noBufferSpace {
+                    // Out of descriptors: the listening socket stays readable, so watching it would spin. Stop
+                    // until the next tick, when timed-out or departed connections may have freed some.
+                    acceptPaused = true
+                    acceptPauses &+= 1
+                    _ = ipn_epoll_remove(epollFD, listenFD)
+                }
+                return
+            }
             var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
             guard ipn_peer_credentials(fd, &pid, &uid, &gid) == 0 else { Sys.close(fd); continue }
             var groups = [UInt32](repeating: 0, count: 256)
             let ng = ipn_peer_groups(fd, &groups, 256)
-            let node = HostNode(id: nextID, fd: fd, pid: pid, uid: uid, gid: gid,
-                                groups: ng > 0 ? Array(groups.prefix(Int(ng))) : [])
+            let gids = [gid] + (ng > 0 ? Array(groups.prefix(Int(ng))) : [])
+            // Refused before it costs anything: a peer the file grants no right at all (it could do nothing
+            // here), unless the creator may still be on its way, and a uid with too many silent connections.
+            let creatorPending = creatorToken != nil && !creatorTokenUsed
+            let noRight = !creatorPending && (rights(uid: uid, gids: gids).map(\.isEmpty) ?? true)
+            if noRight || ungreeted[uid, default: 0] >= Self.ungreetedPerUser {
+                refusedConnections &+= 1
+                let why = noRight ? "no right on \(path)" : "too many connections of uid \(uid) waiting to say hello"
+                _ = try? ControlChannel(fd: fd).send(.failure(.init(code: noRight ? .permissionDenied : .busFull, message: why,
+                                                                    missing: noRight ? [] : nil, busPolicy: nil)),
+                                                     nonBlocking: true)
+                Sys.close(fd)
+                continue
+            }
+            ungreeted[uid, default: 0] += 1
+            let node = HostNode(id: nextID, fd: fd, pid: pid, uid: uid, gid: gid, groups: Array(gids.dropFirst()))
             nextID &+= 1
             connections[node.id] = node
             _ = ipn_epoll_add(epollFD, fd, UInt64(node.id) + Self.tokenBase)
         }
+    }
+
+    /// The node has said hello (or left without): it no longer counts against its uid's silent connections.
+    private func greeted(_ node: HostNode) {
+        guard !node.greeted else { return }
+        node.greeted = true
+        if let n = ungreeted[node.uid] { ungreeted[node.uid] = n > 1 ? n - 1 : nil }
     }
 
     private func serviceControl(_ node: HostNode) {
@@ -164,9 +208,14 @@ public final class Host {
     }
 
     private func currentFileRights(for node: HostNode) -> Rights? {
+        rights(uid: node.uid, gids: [node.gid] + node.groups)
+    }
+
+    /// What the bus file grants these credentials now; nil when the file is no longer this bus's.
+    private func rights(uid: UInt32, gids: [UInt32]) -> Rights? {
         guard case .socket(let a, let mode, let owner, let group) = try? BusAddress.lookup(path),
               a.device == device, a.inode == inode else { return nil }
-        return Rights.granted(mode: mode, owner: owner, group: group, uid: node.uid, gids: [node.gid] + node.groups)
+        return Rights.granted(mode: mode, owner: owner, group: group, uid: uid, gids: gids)
     }
 
     private func handle(_ message: ControlMessage, fds: [Int32], from node: HostNode) {
@@ -176,7 +225,7 @@ public final class Host {
         defer { for fd in fds where fd != adopted { Sys.close(fd) } }
         switch message {
         case .hello(let hello) where !node.greeted:
-            greet(node, hello)
+            greet(node, hello, proof: fds.first)
         case .join(let j) where node.greeted && node.isBound && !node.joined:
             node.policyParameters = String((j.policyParameters ?? "").utf8.prefix(256)) ?? ""
             join(node, wantReceive: j.wantReceive, wantSend: j.wantSend, membership: j.wantMembership, description: j.description)
@@ -204,8 +253,8 @@ public final class Host {
         }
     }
 
-    private func greet(_ node: HostNode, _ hello: ControlMessage.Hello) {
-        node.greeted = true
+    private func greet(_ node: HostNode, _ hello: ControlMessage.Hello, proof: Int32?) {
+        greeted(node)
         node.description = String(hello.description.utf8.prefix(128)) ?? ""
         node.policyParameters = String((hello.policyParameters ?? "").utf8.prefix(256)) ?? ""
         guard hello.version == ControlMessage.version else {
@@ -214,6 +263,12 @@ public final class Host {
         }
         guard hello.device == device, hello.inode == inode, var rights = currentFileRights(for: node) else {
             fail(node, .busGone, "the bus file \(path) was removed or replaced")
+            return drop(node)
+        }
+        // The abstract address is public (/proc/net/unix); the path may not be. Every request, whatever its
+        // intent, proves the client can reach the path: a descriptor of the bus file, sent with the hello.
+        guard let proof, BusAddress.isProof(proof, device: device, inode: inode) else {
+            fail(node, .unreachable, "\(path) is not reachable by this client: the hello must carry a descriptor of the bus file (open it with O_PATH)")
             return drop(node)
         }
         if let token = hello.creatorToken, token == creatorToken, !creatorTokenUsed {
@@ -228,7 +283,7 @@ public final class Host {
         switch hello.intent {
         case .stat:
             guard !rights.isEmpty else {
-                fail(node, .permissionDenied, "no right on \(path)", missing: [.receive])
+                fail(node, .permissionDenied, "no right on \(path)", missing: [])
                 return drop(node)
             }
             _ = try? node.control.send(.status(status()))
@@ -331,6 +386,9 @@ public final class Host {
                 throw IPNError.protocolViolation("pool of \(actual) bytes, this bus's pools are \(allowed) bytes")
             }
             let memory = try SharedMemory(adopting: fd, writable: true, expectedMinimum: allowed, requireSealed: true)
+            // The sender and the host have their writable mappings; from now on nobody else can have one,
+            // not a receiver that reopens its read-only descriptor through /proc/self/fd.
+            try memory.sealAgainstNewWriters()
             let ro = try Sys.reopenReadOnly(memory.fd)
             node.poolMemory = memory
             node.pool = SenderPool(base: memory.base, totalSize: memory.size)
@@ -346,6 +404,7 @@ public final class Host {
     /// Removes a connection; the node leaves the bus (IPN predelport/delport) and its memory is freed.
     private func drop(_ node: HostNode) {
         guard connections.removeValue(forKey: node.id) != nil else { return }
+        greeted(node)
         let wasMember = node.isMember
         _ = ipn_epoll_remove(epollFD, node.control.fd)
         if node.joined {
@@ -412,7 +471,7 @@ public final class Host {
                   uptimeSeconds: Double(ipn_monotonic_ns() - started) / 1e9,
                   readers: members.filter(\.canReceive).count, writers: members.filter(\.canSend).count,
                   nodes: connections.values.filter(\.isMember).sorted { $0.id < $1.id }.map { $0.status() },
-                  policyStatistics: policy.statistics)
+                  policyStatistics: policy.statistics, refusedConnections: refusedConnections, acceptPauses: acceptPauses)
     }
 
     // MARK: the data path
@@ -473,6 +532,12 @@ public final class Host {
                 guard let pool = sender.pool, pool.isValid(position: header.poolPosition, length: length) else {
                     sender.rejected += 1; read += 1; taken += 1; continue
                 }
+                // A lossy bus's sender does not wait for the host: if the host fell a whole pool behind, these
+                // bytes are no longer the message, and no policy may route on them.
+                guard pool.isIntact(position: header.poolPosition) else {
+                    lostToOverwrite(sender, end: header.poolPosition &+ UInt64(length), recipients: nil)
+                    read += 1; taken += 1; continue
+                }
                 bytes = UnsafeRawBufferPointer(start: pool.bytes(at: header.poolPosition, length: length), count: length)
             }
             recipients.reset()
@@ -483,6 +548,12 @@ public final class Host {
                 sender.rejected += 1; read += 1; taken += 1
                 if header.kind == .pool { sender.poolDrainedEnd = header.poolPosition &+ UInt64(length) }
                 continue
+            }
+            if header.kind == .pool, let pool = sender.pool, !pool.isIntact(position: header.poolPosition) {
+                // Overwritten while the policy read it: the policy saw bytes nobody will receive, and is told
+                // that each recipient lost the message (so, say, a viewer waits for the next keyframe).
+                lostToOverwrite(sender, end: header.poolPosition &+ UInt64(length), recipients: recipients)
+                read += 1; taken += 1; continue
             }
             if options.lossless && !allHaveRoom(recipients) {
                 sender.heldRoute = (read, Array(recipients.ids.prefix(recipients.count)))
@@ -510,6 +581,23 @@ public final class Host {
         // Re-read the producer's cursor after publishing ours: a message published meanwhile did not
         // ring the doorbell (the sender saw a non-empty ring), so this pass must not sleep on it.
         return (outbox.available(consumerRead: read) ?? 0) > 0
+    }
+
+    /// A pool message the sender overwrote before the host could deliver it: nobody gets it, and every
+    /// receiver that might have (the recipients, when routed; else everyone) sees a gap before its next one.
+    private func lostToOverwrite(_ sender: HostNode, end: UInt64, recipients: Recipients?) {
+        sender.overwritten += 1
+        sender.poolDrainedEnd = end
+        let lostFor: [HostNode]
+        if let recipients {
+            lostFor = (0..<recipients.count).compactMap { connections[recipients.ids[$0]] }
+        } else {
+            lostFor = members.filter { $0.canReceive && $0 !== sender }
+        }
+        for receiver in lostFor {
+            receiver.gapPending = true
+            policy.messageLost(from: sender.id, for: receiver.id)
+        }
     }
 
     /// Lossless: every recipient must have a free inbox slot; those without one are asked to ring the

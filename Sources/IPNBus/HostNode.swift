@@ -55,6 +55,7 @@ final class HostNode {
     // Counters.
     var dropped: UInt64 = 0
     var rejected: UInt64 = 0
+    var overwritten: UInt64 = 0
     var sentMessages: UInt64 = 0
     var sentBytes: UInt64 = 0
     var deliveredMessages: UInt64 = 0
@@ -85,7 +86,7 @@ final class HostNode {
                      canSend: canSend, canReceive: canReceive, description: description,
                      queued: queued, queueLength: inbox?.capacity ?? 0, dropped: dropped, rejected: rejected,
                      sentMessages: sentMessages, sentBytes: sentBytes,
-                     deliveredMessages: deliveredMessages, deliveredBytes: deliveredBytes)
+                     deliveredMessages: deliveredMessages, deliveredBytes: deliveredBytes, overwritten: overwritten)
     }
 
     /// Releases everything; the connection's descriptor is closed by the caller's epoll bookkeeping.

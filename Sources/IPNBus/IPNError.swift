@@ -10,6 +10,8 @@ public enum IPNError: Error, Equatable, Sendable, CustomStringConvertible {
     case staleBus(path: String)
     case busExists(path: String)
     case permissionDenied(path: String, missing: Rights)
+    /// A directory on the way to the bus cannot be searched by this user: the bus is private to others.
+    case unreachable(path: String)
     case unknownPolicy(String)
     case policyMismatch(path: String, bus: String, requested: String)
     case mtuExceeded(size: Int, mtu: Int)
@@ -33,7 +35,11 @@ public enum IPNError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noSuchBus(let p): return "no bus at \(p) (create it with `ipn create \(p)` or bind it)"
         case .staleBus(let p): return "\(p) is a stale bus file: the host that served it is gone (bind or `ipn create` recreates it, `ipn rm` removes it)"
         case .busExists(let p): return "a bus already exists at \(p)"
+        case .permissionDenied(let p, let missing) where missing.isEmpty:
+            return "permission denied on \(p): you have no right on it (this needs one of r, w or x)"
         case .permissionDenied(let p, let missing): return "permission denied on \(p): no \(missing) right"
+        case .unreachable(let p):
+            return "permission denied on \(p): you cannot reach it (a directory above it does not grant you search (x) permission)"
         case .unknownPolicy(let n): return "unknown policy '\(n)' (known: \(PolicyRegistry.names.joined(separator: ", ")))"
         case .policyMismatch(let p, let bus, let req): return "bus \(p) uses the \(bus) policy, not \(req)"
         case .mtuExceeded(let s, let m): return "message of \(s) bytes exceeds the bus MTU of \(m) bytes"

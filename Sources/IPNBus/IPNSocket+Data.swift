@@ -22,7 +22,11 @@ extension IPNSocket {
     /// or this node's pool, so a large payload is written exactly once for all receivers.
     public func send(length: Int, nonBlocking: Bool = false, _ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(IPNError) {
         guard isConnected, let outbox, let busOptions else { throw closedReason != nil ? .busGone(path: path ?? "") : .notConnected }
-        guard canSend else { throw .shutDown(direction: "send") }
+        guard canSend else {
+            // Not shut down by this node: the bus file does not grant it w.
+            if !shutWrite && !rights.contains(.send) { throw .permissionDenied(path: path ?? "", missing: .send) }
+            throw .shutDown(direction: "send")
+        }
         guard length <= busOptions.mtu else { throw .mtuExceeded(size: length, mtu: busOptions.mtu) }
         if closedReason != nil { throw .busGone(path: path ?? "") }
         var header = SlotHeader(length: UInt32(length), kind: .inline, sender: 0, flags: 0, sequence: sequence, poolPosition: 0)
@@ -90,7 +94,8 @@ extension IPNSocket {
 
     private func createPool() throws(IPNError) {
         let size = SenderPool.totalSize(capacity: busOptions!.effectivePoolBytes)
-        let memory = try SharedMemory(creating: "ipn-pool", size: size)
+        // The host seals it against every later writer once it has mapped it (receivers only read it).
+        let memory = try SharedMemory(creating: "ipn-pool", size: size, sealLater: true)
         try control!.send(.poolCreated(size: size), fds: [memory.fd])
         guard case .done = try awaitReply() else { throw .protocolViolation("unexpected reply to pool creation") }
         poolMemory = memory
@@ -144,7 +149,11 @@ extension IPNSocket {
             guard isConnected, let inbox else { throw closedReason != nil ? .busGone(path: path ?? "") : .notConnected }
             if !canReceive && inboxRead == inboxWriteSeen && (inbox.available(consumerRead: inboxRead) ?? 0) == 0 {
                 // Like IPN's OOB, membership notices still reach a node that shut its read side.
-                guard includeEvents && wantsMembership else { throw .shutDown(direction: "receive") }
+                guard includeEvents && wantsMembership else {
+                    // Not shut down by this node: the bus file does not grant it r.
+                    if !shutRead && !rights.contains(.receive) { throw .permissionDenied(path: path ?? "", missing: .receive) }
+                    throw .shutDown(direction: "receive")
+                }
             }
             if inboxRead == inboxWriteSeen {
                 guard let available = inbox.available(consumerRead: inboxRead) else {

@@ -110,7 +110,7 @@ public final class IPNSocket: @unchecked Sendable {
         guard control == nil else { throw .alreadyConnected }
         try options.validate()
         if let requestedPolicy, requestedPolicy != options.policy { options.policy = requestedPolicy }
-        let path = BusAddress.absolute(path)
+        let path = BusAddress.resolvingLink(BusAddress.absolute(path))
         guard path.utf8.count <= Int(ipn_max_path_length()) else {
             throw .invalidOption("bus path longer than \(ipn_max_path_length()) bytes: \(path)")
         }
@@ -199,7 +199,8 @@ public final class IPNSocket: @unchecked Sendable {
     // MARK: handshake
 
     private func handshake(path: String, intent: ControlMessage.Intent, token: String?) throws(IPNError) -> ControlMessage {
-        let (channel, address) = try Self.openControl(path: path)
+        let (channel, address, proof) = try Self.openControl(path: path)
+        defer { Sys.close(proof) }
         control = channel
         self.address = address
         let hello = ControlMessage.Hello(version: ControlMessage.version, intent: intent, policy: requestedPolicy,
@@ -207,7 +208,11 @@ public final class IPNSocket: @unchecked Sendable {
                                          description: description, creatorToken: token,
                                          device: address.device, inode: address.inode, policyParameters: policyParameters)
         do {
-            try channel.send(.hello(hello))
+            do {
+                try channel.send(.hello(hello), fds: [proof])
+            } catch .busGone {
+                // The host may have refused this connection before reading anything: its reason is queued.
+            }
             return try awaitReply()
         } catch {
             Sys.close(channel.fd)
@@ -217,14 +222,21 @@ public final class IPNSocket: @unchecked Sendable {
         }
     }
 
-    /// Looks the bus up and connects to its host.
-    static func openControl(path: String) throws(IPNError) -> (ControlChannel, BusAddress) {
-        switch try BusAddress.lookup(path) {
+    /// Looks the bus up and connects to its host. Also returns the proof that this process can reach the path
+    /// (a descriptor of the bus file, for the hello; the caller closes it).
+    static func openControl(path: String) throws(IPNError) -> (ControlChannel, BusAddress, proof: Int32) {
+        let (proof, lookup) = try BusAddress.openProof(path)
+        switch lookup {
         case .missing: throw .noSuchBus(path: path)
         case .notASocket: throw .notABus(path: path)
         case .socket(let address, _, _, _):
-            guard let fd = try address.connectHost() else { throw .staleBus(path: path) }
-            return (ControlChannel(fd: fd), address)
+            do {
+                guard let fd = try address.connectHost() else { throw IPNError.staleBus(path: path) }
+                return (ControlChannel(fd: fd), address, proof)
+            } catch {
+                Sys.close(proof)
+                throw error
+            }
         }
     }
 
@@ -245,6 +257,7 @@ public final class IPNSocket: @unchecked Sendable {
         case .busGone: return .busGone(path: path)
         case .notABus: return .notABus(path: path)
         case .busExists: return .busExists(path: path)
+        case .unreachable: return .unreachable(path: path)
         case .busFull, .badRequest: return .refused(path: path, reason: f.message)
         }
     }

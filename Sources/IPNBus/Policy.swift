@@ -80,10 +80,14 @@ public protocol Policy: AnyObject, SendableMetatype {
     var statistics: [String: String] { get }
     /// A message routed to `node` was dropped because its queue was full (lossy buses).
     func messageDropped(_ message: PolicyMessage, for node: UInt32)
+    /// A message of `sender` that `node` might have received is lost and its bytes are unknown (the sender
+    /// overwrote them in its pool before the host could deliver them).
+    func messageLost(from sender: UInt32, for node: UInt32)
 }
 
 extension Policy {
     public func messageDropped(_ message: PolicyMessage, for node: UInt32) {}
+    public func messageLost(from sender: UInt32, for node: UInt32) {}
 }
 
 /// The built-in policies, by name.

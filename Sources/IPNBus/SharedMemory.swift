@@ -11,8 +11,10 @@ final class SharedMemory {
     let base: UnsafeMutableRawPointer
     let writable: Bool
 
-    /// Creates a new sealed-size memfd of `size` bytes, mapped read-write.
-    init(creating name: String, size: Int) throws(IPNError) {
+    /// Creates a new sealed-size memfd of `size` bytes, mapped read-write. With `sealLater`, the seal on the
+    /// seals is left for whoever maps it next (a pool: the host adds `F_SEAL_FUTURE_WRITE` once it has mapped
+    /// it, so nobody but the sender and the host can ever write it).
+    init(creating name: String, size: Int, sealLater: Bool = false) throws(IPNError) {
         let fd = try Sys.check("memfd_create", ipn_memfd(name))
         guard ftruncate(fd, off_t(size)) == 0 else {
             let e = Sys.lastErrno
@@ -20,7 +22,10 @@ final class SharedMemory {
             throw .system(call: "ftruncate", errno: e)
         }
         // Nobody may shrink it under a reader's feet (SIGBUS) or grow it.
-        _ = ipn_add_seals(fd, Int32(IPN_SEAL_SHRINK | IPN_SEAL_GROW | IPN_SEAL_SEAL))
+        _ = ipn_add_seals(fd, Int32(IPN_SEAL_SHRINK | IPN_SEAL_GROW | (sealLater ? 0 : IPN_SEAL_SEAL)))
+        // A memfd is created 0777: anyone holding even a read-only descriptor could reopen it read-write
+        // through /proc/self/fd. Only its owner may (and seals stop the owner's other processes too).
+        _ = fchmod(fd, 0o644)
         do {
             self.base = try Self.map(fd: fd, size: size, writable: true)
         } catch {
@@ -45,6 +50,10 @@ final class SharedMemory {
                 guard seals >= 0, seals & Int32(IPN_SEAL_SHRINK) != 0 else {
                     throw IPNError.protocolViolation("shared memory is not sealed against shrinking")
                 }
+                // Memory this process only reads (another node's pool) must be closed to every new writer.
+                guard writable || seals & Int32(IPN_SEAL_FUTURE_WRITE) != 0 else {
+                    throw IPNError.protocolViolation("shared memory is not sealed against writing")
+                }
             }
             self.base = try Self.map(fd: fd, size: size, writable: writable)
             self.size = size
@@ -63,6 +72,17 @@ final class SharedMemory {
         let p = mmap(nil, size, prot, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let p, p != MAP_FAILED else { throw .system(call: "mmap", errno: Sys.lastErrno) }
         return p
+    }
+
+    /// Closes the memfd to every writer to come (`F_SEAL_FUTURE_WRITE`, then the seal on the seals): mappings
+    /// made so far, the sender's and this one, stay writable; no one else can map it writable or write(2) it,
+    /// however they reopen it.
+    func sealAgainstNewWriters() throws(IPNError) {
+        if ipn_add_seals(fd, Int32(IPN_SEAL_FUTURE_WRITE | IPN_SEAL_SEAL)) != 0 {
+            throw .protocolViolation("the pool could not be sealed against writers (\(Sys.lastErrno)): it must come unsealed")
+        }
+        let want = Int32(IPN_SEAL_FUTURE_WRITE | IPN_SEAL_SEAL | IPN_SEAL_SHRINK | IPN_SEAL_GROW)
+        guard ipn_get_seals(fd) & want == want else { throw .protocolViolation("the pool's seals did not hold") }
     }
 
     deinit {

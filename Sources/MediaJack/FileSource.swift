@@ -12,12 +12,12 @@ public final class FileSource {
         self.path = path
         var ctx: UnsafeMutablePointer<AVFormatContext>?
         let r = avformat_open_input(&ctx, path, nil, nil)
-        guard r >= 0, let ctx else { throw .output(path: path, reason: "cannot open: \(MediaError.text(r))") }
+        guard r >= 0, let ctx else { throw .input(path: path, reason: MediaError.text(r)) }
         context = ctx
         guard avformat_find_stream_info(ctx, nil) >= 0 else {
             var c: UnsafeMutablePointer<AVFormatContext>? = ctx
             avformat_close_input(&c)
-            throw .output(path: path, reason: "no stream information")
+            throw .input(path: path, reason: "no stream information")
         }
     }
 

@@ -6,13 +6,17 @@ public enum MediaError: Error, CustomStringConvertible, Sendable {
     case unsupported(String)
     case codec(call: String, code: Int32)
     case output(path: String, reason: String)
+    /// A file given as a source that cannot be read as media.
+    case input(path: String, reason: String)
 
     public var description: String {
         switch self {
-        case .unknownSource(let s): return "unknown source '\(s)' (known: test:video, test:audio, file:PATH)"
+        case .unknownSource(let s):
+            return "unknown source '\(s)' (known: v4l2:/dev/videoN, alsa:DEVICE, file:PATH, test:video, test:audio; `mediajack devices` lists the cameras and sound cards)"
         case .unsupported(let s): return s
         case .codec(let call, let code): return "\(call) failed: \(Self.text(code))"
         case .output(let p, let r): return "cannot write \(p): \(r)"
+        case .input(let p, let r): return "cannot read \(p) as media: \(r)"
         }
     }
 

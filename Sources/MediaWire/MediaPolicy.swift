@@ -173,6 +173,14 @@ public final class MediaPolicy: Policy {
         consumers[node]?.serving[h.stream] = .awaitingKeyframe
     }
 
+    public func messageLost(from sender: UInt32, for node: UInt32) {
+        // Which stream it was is unknown: every video stream of that sender restarts at a keyframe.
+        guard consumers[node] != nil else { return }
+        for (id, s) in streams where s.owner == sender && s.isVideo && consumers[node]!.serving[id] != .awaitingReplay {
+            consumers[node]!.serving[id] = .awaitingKeyframe
+        }
+    }
+
     public func tick(now: UInt64) {}
 
     public var statistics: [String: String] {

@@ -25,12 +25,16 @@ struct Stat: ParsableCommand {
         if !o.description.isEmpty { print("  description: \(o.description)") }
         print("  host pid \(s.hostPID), up \(String(format: "%.1f", s.uptimeSeconds)) s, \(s.readers) readers, \(s.writers) writers")
         for (k, v) in s.policyStatistics.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+        print("  connections refused: \(s.refusedConnections), accept paused (out of descriptors): \(s.acceptPauses)")
         print("  node  pid      uid    rights role          queue     dropped  rejected  sent(msg/bytes)        delivered(msg/bytes)  description")
         for n in s.nodes {
             let dir = (n.canReceive ? "r" : "-") + (n.canSend ? "w" : "-")
             print(String(format: "  %-5u %-8d %-6u %@/%@ %-13@ %4d/%-4d %9llu %9llu  %10llu/%-11llu %10llu/%-11llu %@",
                          n.id, n.pid, n.uid, n.rights.letters, dir, n.role, n.queued, n.queueLength, n.dropped, n.rejected,
                          n.sentMessages, n.sentBytes, n.deliveredMessages, n.deliveredBytes, n.description))
+        }
+        for n in s.nodes where n.overwritten > 0 {
+            print("  node \(n.id): \(n.overwritten) messages overwritten in its pool before the host could route them (lost for everyone)")
         }
     }
 }

@@ -106,10 +106,11 @@ struct Publish: ParsableCommand {
                 let n = try TestSource.runAudio(on: publisher, periodLimit: frames, shouldStop: stop)
                 print("published \(n) audio periods")
             case let s where s.hasPrefix("file:"):
+                // The file is opened first: one that is not media leaves no bus behind.
+                let file = try FileSource(path: String(s.dropFirst(5)))
                 let holder = try ensureMediaBus(bus, mtu: 16 << 20)
                 defer { withExtendedLifetime(holder) {} }
                 let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
-                let file = try FileSource(path: String(s.dropFirst(5)))
                 let n = try file.run(on: publisher, loop: loop, shouldStop: stop)
                 print("published \(n) packets from \(file.path)")
             case let s where s.hasPrefix("v4l2:"):

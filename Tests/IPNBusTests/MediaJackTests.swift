@@ -312,6 +312,19 @@ final class MediaJackTests: DirectoryTestCase {
         XCTAssertEqual(numbers.first.map { $0 % 50 }, 0, "video starts at the cached keyframe")
     }
 
+    func testABadSourceIsNamedForWhatItIs() async throws {
+        let bus = dir + "/unused"
+        let text = try await TestSupport.run("mediajack", ["publish", "file:/etc/passwd", bus])
+        XCTAssertEqual(text.exitCode, 1, "\(text)")
+        XCTAssertTrue(text.standardError.contains("cannot read /etc/passwd as media"), "\(text)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bus), "a source that cannot be read leaves no bus behind")
+        let nonsense = try await TestSupport.run("mediajack", ["publish", "nonsense:x", bus])
+        XCTAssertEqual(nonsense.exitCode, 1, "\(nonsense)")
+        for known in ["v4l2:", "alsa:", "file:", "test:video", "test:audio"] {
+            XCTAssertTrue(nonsense.standardError.contains(known), "\(known) is among the sources listed: \(nonsense)")
+        }
+    }
+
     func testAFileIsPublishedLikeALiveCameraAndLoops() async throws {
         let bus = self.bus, input = dir + "/in.mp4", out = dir + "/from-file.mkv"
         // A real file with B-frames and AAC, made by ffmpeg itself.

@@ -123,4 +123,54 @@ final class SlowReceiverTests: DirectoryTestCase {
         XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
         XCTAssertEqual(receiver.lapped, 0)
     }
+
+    func testWhatTheSenderOverwroteBeforeTheHostRoutedItIsLostForEveryoneAndCounted() throws {
+        let path = dir + "/bus"
+        let sender = IPNSocket(policy: "hub")
+        sender.options.mtu = 1 << 20
+        sender.options.poolBytes = 1 << 20  // four 256 KiB messages
+        try sender.bind(path)
+        try sender.connect()
+        let receiver = IPNSocket()
+        try receiver.shutdown(.write)
+        try receiver.connect(path)
+        let length = 256 << 10
+        func fill(_ i: Int) -> (UnsafeMutableRawBufferPointer) -> Void { { $0.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: i)) } }
+        try sender.send(length: length, fill(0))  // the pool exists from here on
+        XCTAssertEqual(try receiver.withNextMessage(timeout: 30) { $0.bytes.allSatisfy { $0 == 0 } }, true)
+        // The host stops (as a lagging host would); the lossy sender does not wait for it, and fills its outbox
+        // with 16 pools' worth of messages: only the last few are still in the pool when the host goes on.
+        let host = try sender.status().hostPID
+        XCTAssertEqual(kill(host, SIGSTOP), 0)
+        var sent = 1
+        do {
+            while true { try sender.send(length: length, nonBlocking: true, fill(sent)); sent += 1 }
+        } catch .wouldBlock {
+        } catch {
+            kill(host, SIGCONT)
+            throw error
+        }
+        XCTAssertEqual(kill(host, SIGCONT), 0)
+        XCTAssertGreaterThan(sent, 8, "the outbox took more than two pools' worth")
+        try TestSupport.waitUntil("the host took every message from the sender's outbox", lastSeen: { "\((try? sender.status().nodes) ?? [])" }) {
+            guard let n = try sender.status().nodes.first(where: { $0.id == sender.nodeID }) else { return false }
+            return n.sentMessages + n.overwritten == UInt64(sent)
+        }
+        var received: [Int] = []
+        var flagged = 0
+        while let (value, intact, gap) = try receiver.withNextMessage(nonBlocking: true, { v in
+            (Int(v.bytes[0]), v.bytes.count == length && v.bytes.allSatisfy { $0 == v.bytes[0] }, v.afterGap)
+        }) {
+            XCTAssertTrue(intact, "message \(value) arrived as it was written")
+            received.append(value)
+            if gap { flagged += 1 }
+        }
+        let overwritten = try XCTUnwrap(try sender.status().nodes.first { $0.id == sender.nodeID }).overwritten
+        XCTAssertGreaterThan(overwritten, 0, "the host found messages overwritten")
+        XCTAssertEqual(Int(overwritten) + received.count, sent - 1, "every message is received or counted as overwritten: \(received)")
+        XCTAssertEqual(receiver.lapped, 0, "no reference to overwritten bytes reached the receiver")
+        XCTAssertEqual(received, Array((sent - received.count)..<sent).map { $0 & 0xff }, "the newest ones arrive, in order")
+        XCTAssertFalse(received.isEmpty, "what was still in the pool arrived")
+        XCTAssertEqual(flagged, 1, "the first message after the loss is flagged as after a gap")
+    }
 }

@@ -11,6 +11,8 @@ enum {
     IPN_SEAL_SHRINK = 0x0002,
     IPN_SEAL_GROW = 0x0004,
     IPN_SEAL_WRITE = 0x0008,
+    /// F_SEAL_FUTURE_WRITE (Linux 5.1): no new writable mapping and no write(2); mappings made before stay writable.
+    IPN_SEAL_FUTURE_WRITE = 0x0010,
 };
 
 /// memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING). Returns fd or -1 (errno set).
@@ -63,8 +65,16 @@ int ipn_set_buffer_sizes(int fd, int bytes);
 /// sendmsg with up to 4 descriptors in SCM_RIGHTS. MSG_NOSIGNAL always; flags may add MSG_DONTWAIT.
 ssize_t ipn_send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int flags);
 /// recvmsg with MSG_CMSG_CLOEXEC, collecting up to `maxfds` descriptors (extra ones are closed).
-/// Returns the byte count, 0 on EOF, -1 on error. *truncated is set when MSG_TRUNC/MSG_CTRUNC was seen.
+/// Returns the byte count, 0 on EOF, -1 on error. *truncated is IPN_TRUNCATED_DATA when the message was
+/// longer than `len` (MSG_TRUNC), else IPN_TRUNCATED_FDS when descriptors beyond the control buffer were
+/// dropped by the kernel (MSG_CTRUNC), else 0.
 ssize_t ipn_recv_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated, int flags);
+
+enum { IPN_TRUNCATED_DATA = 1, IPN_TRUNCATED_FDS = 2 };
+
+/// open(path, O_PATH | O_CLOEXEC): a descriptor of the file itself, which needs search permission on every
+/// directory above it and no permission on the file. Returns fd or -1 (errno set).
+int ipn_open_path_only(const char *path);
 
 /// posix_spawn `path` in a new session (POSIX_SPAWN_SETSID) with stdin/stdout/stderr on /dev/null
 /// and `status_fd` duplicated onto fd 3. Returns the pid or -1 (errno set).
