@@ -1,4 +1,5 @@
 import CMedia
+import Foundation
 
 /// Errors of the media layer, in words a user can act on.
 public enum MediaError: Error, CustomStringConvertible, Sendable {
@@ -8,6 +9,10 @@ public enum MediaError: Error, CustomStringConvertible, Sendable {
     case output(path: String, reason: String)
     /// A file given as a source that cannot be read as media.
     case input(path: String, reason: String)
+    /// Writing a file (or a URL) failed: disk full, an I/O error, a broken connection. The recording
+    /// stopped there; `kept` is what the file still plays (it was cut back to its last flush), nil
+    /// when that is not known.
+    case writeFailed(path: String, reason: String, kept: (seconds: Double, frames: Int)?)
 
     public var description: String {
         switch self {
@@ -17,6 +22,10 @@ public enum MediaError: Error, CustomStringConvertible, Sendable {
         case .codec(let call, let code): return "\(call) failed: \(Self.text(code))"
         case .output(let p, let r): return "cannot write \(p): \(r)"
         case .input(let p, let r): return "cannot read \(p) as media: \(r)"
+        case .writeFailed(let p, let r, let kept):
+            guard let kept else { return "writing \(p) failed: \(r)" }
+            if kept.frames == 0 { return "writing \(p) failed: \(r); it holds no frames" }
+            return "writing \(p) failed: \(r); it plays up to \(String(format: "%.2f", kept.seconds)) s (\(kept.frames) frames), where it was last flushed"
         }
     }
 

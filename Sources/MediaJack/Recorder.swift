@@ -1,11 +1,19 @@
+import CIPNSys
 import CMedia
 import Foundation
+import Glibc
 import MediaWire
 
 /// Writes streams from a media bus into a file with libavformat (Matroska, MP4 or MPEG-TS by the
 /// extension). Compressed streams are remuxed, never re-encoded. Timestamps come from the bus
 /// (nanoseconds, CLOCK_MONOTONIC) relative to the first frame written, so audio and video stay in
 /// sync. The file is valid from its first frame (a keyframe) and finalised by `finish()`.
+///
+/// A file is written to survive its recorder: the header goes to disk at once, then a whole Matroska
+/// cluster or MP4 fragment at every GOP and at least every second (`FlushSchedule`); MP4 is written
+/// fragmented, so it needs no index at the end. A recorder killed at any moment leaves a file that
+/// plays up to about a second before. A write that fails (disk full) stops the recording and cuts the
+/// file back to its last flush; `finish()` throws what the trailer, the last flush or the close met.
 public final class Recorder {
     public let path: String
     let context: UnsafeMutablePointer<AVFormatContext>
@@ -51,21 +59,39 @@ public final class Recorder {
         case fragment([UInt8], keyframe: Bool)
     }
     /// Set for a live recorder: its bytes go here instead of a file.
-    private var live: LiveOutput?
+    private let live: LiveOutput?
+
+    /// The output is a file of its own (not a URL, not live, not a muxer that opens its own files
+    /// such as HLS): it is flushed on `schedule`, and cut back to its last flush when writing fails.
+    private let writesFile: Bool
+    private var schedule = FlushSchedule()
+    /// Video streams (by index) whose keyframes start a GOP: a flush goes before each. (Where every
+    /// frame is a keyframe, as MJPEG or raw video, the schedule's second is enough.)
+    private var gopStreams: Set<Int32> = []
+    /// Why writing stopped: the file was closed at its last flush, and nothing more goes in.
+    private var failure: MediaError?
+
+    /// MP4 and QuickTime files are written fragmented: the index (moov) up front, then a fragment
+    /// (moof+mdat) per GOP or second, so a file cut short plays up to its last fragment.
+    static let fragmentedMP4 = "frag_keyframe+empty_moov+default_base_moof"
 
     /// A live fragmented MP4 in memory (init segment, then a moof+mdat per frame, as Media Source
     /// Extensions want it), handed to `output` as it is made; nothing is written anywhere else.
     public convenience init(liveMP4 output: @escaping (LiveChunk) -> Void) throws(MediaError) {
-        try self.init(path: "live.mp4", format: "mp4", options: ["movflags": "empty_moov+default_base_moof+frag_custom+skip_trailer"])
-        live = LiveOutput(output)
+        try self.init(path: "live.mp4", format: "mp4", keepRawVideo: false,
+                      options: ["movflags": "empty_moov+default_base_moof+frag_custom+skip_trailer"], live: LiveOutput(output))
     }
 
     /// `path` is a file or, with `format`, any URL libavformat can write (udp://, srt://, rtmp://, an
     /// HLS playlist).
-    public init(path: String, format: String? = nil, keepRawVideo: Bool = false, options: [String: String] = [:]) throws(MediaError) {
+    public convenience init(path: String, format: String? = nil, keepRawVideo: Bool = false, options: [String: String] = [:]) throws(MediaError) {
+        try self.init(path: path, format: format, keepRawVideo: keepRawVideo, options: options, live: nil)
+    }
+
+    private init(path: String, format: String?, keepRawVideo: Bool, options: [String: String], live: LiveOutput?) throws(MediaError) {
         self.path = path
         keepsRawVideo = keepRawVideo
-        self.options = options
+        self.live = live
         var ctx: UnsafeMutablePointer<AVFormatContext>?
         let r = avformat_alloc_output_context2(&ctx, nil, format, path)
         guard r >= 0, let ctx else {
@@ -74,11 +100,25 @@ public final class Recorder {
         }
         context = ctx
         packet = av_packet_alloc()
+        let protocolName = avio_find_protocol_name(path).map { String(cString: $0) }
+        writesFile = live == nil && protocolName == "file" && ctx.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0
+        var options = options
+        if writesFile, ["mp4", "mov", "ipod"].contains(String(cString: ctx.pointee.oformat.pointee.name)), options["movflags"] == nil {
+            options["movflags"] = Recorder.fragmentedMP4
+        }
+        if writesFile {
+            // A stream that stalls (a publisher paused, not gone) holds the others' frames in the
+            // interleaving queue, out of reach of any flush: a second at most (FFmpeg's default is 10 s).
+            ctx.pointee.max_interleave_delta = 1_000_000
+        }
+        self.options = options
     }
 
     deinit {
-        // A live recorder's output is gone with its owner: close, never flush into it.
-        if started { if live != nil { close() } else { finish() } }
+        // A live recorder's output is gone with its owner: close, never flush into it. An owner that
+        // let go of a recorder without `finish()` is failing already, with an error of its own: the
+        // file is finished as well as it can be, and what that meets has nowhere to go.
+        if started { if live != nil { close() } else { try? finish() } }
         var p: UnsafeMutablePointer<AVPacket>? = packet
         av_packet_free(&p)
         avformat_free_context(context)
@@ -174,6 +214,7 @@ public final class Recorder {
         }
         d.extradata.withUnsafeBufferPointer { e in _ = cm_set_extradata(par, e.baseAddress, Int32(e.count)) }
         indexOf[id] = st.pointee.index
+        if d.kind == .video && !d.allKeyframes { gopStreams.insert(st.pointee.index) }
         return true
     }
 
@@ -203,6 +244,43 @@ public final class Recorder {
             avio_flush(context.pointee.pb)
             live.output(.initialization(live.take()))
         }
+        // The header goes to disk at once: a file whose recorder dies from here on is one a reader
+        // recognises (an MP4's moov is in it; a Matroska file waits for its first cluster, the first frame).
+        if writesFile { try flush() }
+    }
+
+    /// Ends the Matroska cluster or MP4 fragment in progress (av_write_frame with no packet) and hands
+    /// libavformat's buffer to the kernel (avio_flush): a recorder killed after this leaves a file
+    /// that plays up to here. Throws, having stopped the recording, when writing failed.
+    private func flush() throws(MediaError) {
+        guard let pb = context.pointee.pb else { return }
+        let r = av_write_frame(context, nil)
+        avio_flush(pb)
+        let error = r < 0 ? r : pb.pointee.error
+        guard error >= 0 else { throw stop(writing: error) }
+        let point = FlushSchedule.Point(bytes: avio_seek(pb, 0, SEEK_CUR), frames: frames, seconds: duration)
+        schedule.flushed(point, decodeEnd: decodeEnd, now: ipn_monotonic_ns())
+    }
+
+    /// Flushes the file when its schedule says so: the first frame at once, then at least every second
+    /// of media or wall time. Called after every frame, and by an owner with nothing to write for a
+    /// while (so a stream that stalls still has its last frames on disk). Throws what writing met.
+    public func flushIfDue() throws(MediaError) {
+        if let failure { throw failure }
+        guard started, writesFile, schedule.isDue(frames: frames, decodeEnd: decodeEnd, now: ipn_monotonic_ns()) else { return }
+        try flush()
+    }
+
+    /// Writing failed (disk full, an I/O error, a close that reported one): the recording stops here.
+    /// The file is closed without a trailer (there is no room for one, or no trust in it) and cut back
+    /// to its last flush, so it ends on a whole cluster or fragment and plays up to there.
+    private func stop(writing code: Int32) -> MediaError {
+        if started { close() }
+        let cut = writesFile && schedule.cutBack(path)
+        let last = schedule.last
+        let error = MediaError.writeFailed(path: path, reason: MediaError.text(code), kept: cut ? (seconds: last.seconds, frames: last.frames) : nil)
+        failure = error
+        return error
     }
 
     /// Writes one frame. Frames before the first video keyframe are skipped, so the file starts
@@ -210,6 +288,7 @@ public final class Recorder {
     /// before this one (a transcoding decoder then waits for a keyframe instead of bridging the gap).
     @discardableResult
     public func write(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool = false) throws(MediaError) -> Bool {
+        if let failure { throw failure }
         if let decoder = decoders[id], let encoder = encoders[id] {
             return try transcode(stream: id, h, payload: payload, discontinuity: discontinuity || h.flags.contains(.discontinuity), decoder, encoder)
         }
@@ -311,6 +390,7 @@ public final class Recorder {
     }
 
     private func writePacket(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer) throws(MediaError) -> Bool {
+        if let failure { throw failure }
         guard let index = indexOf[id] else { return false }
         let st = context.pointee.streams[Int(index)]!
         let isVideo = st.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO
@@ -338,6 +418,8 @@ public final class Recorder {
         }
         let relative = h.pts &- origin!
         guard relative >= 0 else { return false }  // from before the file began
+        // Everything before a new GOP goes to disk first, so a file cut short ends on whole GOPs.
+        if writesFile && gopStreams.contains(index) && h.flags.contains(.keyframe) && schedule.hasUnflushed(frames: frames) { try flush() }
         decodeEnd = max(decodeEnd, h.dts &+ h.duration)  // decode order: B-frames show later than they arrive
         let ns = AVRational(num: 1, den: 1_000_000_000)
         let tb = st.pointee.time_base
@@ -359,13 +441,19 @@ public final class Recorder {
         var r = live == nil ? av_interleaved_write_frame(context, packet) : av_write_frame(context, packet)
         av_packet_unref(packet)
         if live != nil && r >= 0 { r = av_write_frame(context, nil) }  // frag_custom: this ends the fragment
-        guard r >= 0 else { throw .output(path: path, reason: MediaError.text(r)) }
+        guard r >= 0 else {
+            // The file itself failed (disk full, I/O error): stop, keeping what plays. Otherwise the
+            // muxer refused this packet, or a connection broke (the restreamer reconnects).
+            if writesFile, let pb = context.pointee.pb, pb.pointee.error < 0 { throw stop(writing: pb.pointee.error) }
+            throw .output(path: path, reason: MediaError.text(r))
+        }
         if let live {
             avio_flush(context.pointee.pb)
             live.output(.fragment(live.take(), keyframe: isVideo && h.flags.contains(.keyframe)))
         }
         frames += 1
         bytes += payload.count
+        try flushIfDue()
         return true
     }
 
@@ -393,34 +481,65 @@ public final class Recorder {
         close()
     }
 
-    private func close() {
+    /// Closes the output; returns what closing it reported (avio_closep: its last flush, then close).
+    @discardableResult
+    private func close() -> Int32 {
+        var r: Int32 = 0
         if live != nil { cm_avio_writer_free(&context.pointee.pb) }
-        else if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 { avio_closep(&context.pointee.pb) }
+        else if context.pointee.oformat.pointee.flags & cm_format_flag_nofile() == 0 {
+            if let pb = context.pointee.pb {
+                avio_flush(pb)
+                r = pb.pointee.error  // avio_closep does not report a failed last flush in every FFmpeg
+            }
+            let closed = avio_closep(&context.pointee.pb)
+            if r >= 0 { r = closed }
+        }
         started = false
+        return r
     }
 
-    /// Writes the trailer and closes the file. Safe to call twice.
-    public func finish() {
+    /// Writes what the encoders still hold and the trailer, and closes the file. Throws when any of it
+    /// failed: the file is then cut back to its last flush (see `stop(writing:)`), and the owner must
+    /// not call the recording finished. Safe to call twice (a failure is thrown again).
+    public func finish() throws(MediaError) {
+        if let failure { throw failure }
         guard started else { return }
+        // An encoder that fails to drain leaves its last frames out; the file is finished all the same.
+        let drained = Result { () throws(MediaError) in try drainEncoders() }
+        if let failure { throw failure }  // writing failed meanwhile: the recording stopped there
+        // av_write_trailer also flushes, and reports what the output met.
+        let trailer = av_write_trailer(context)
+        guard trailer >= 0 else { throw stop(writing: trailer) }
+        let closed = close()
+        guard closed >= 0 else {
+            // The data reached the kernel; closing said it did not reach the disk (NFS, a quota): what
+            // the file holds is not known.
+            let error = MediaError.writeFailed(path: path, reason: MediaError.text(closed), kept: nil)
+            failure = error
+            throw error
+        }
+        try drained.get()
+    }
+
+    /// Hands what the encoders still hold to the file, before its trailer.
+    private func drainEncoders() throws(MediaError) {
         for (id, encoder) in audioEncoders {
-            if let packets = try? encoder.flush() {
-                _ = try? writeAudio(stream: id, packets, template: FrameHeader(stream: id, flags: .keyframe, sequence: 0, pts: 0, dts: 0,
-                                                                             captureTime: 0, duration: 0, epoch: 0))
-            }
+            _ = try writeAudio(stream: id, try encoder.flush(), template: FrameHeader(stream: id, flags: .keyframe, sequence: 0, pts: 0, dts: 0,
+                                                                                      captureTime: 0, duration: 0, epoch: 0))
         }
         for (id, decoder) in decoders {
             // The pictures a transcoding decoder still holds go in before its encoder is flushed.
             guard let encoder = encoders[id] else { continue }
-            _ = try? encode(collect(stream: id) { body in try decoder.drain(body) }, stream: id, encoder)
+            _ = try encode(collect(stream: id) { body in try decoder.drain(body) }, stream: id, encoder)
         }
         for (id, encoder) in encoders {
-            for p in (try? encoder.flush()) ?? [] {
-                guard let original = rawFrames[id]?.removeValue(forKey: p.index) else { continue }
-                _ = p.bytes.withUnsafeBytes { b in try? writePacket(stream: id, original, payload: b) }
+            for p in try encoder.flush() {
+                guard var original = rawFrames[id]?.removeValue(forKey: p.index) else { continue }
+                original.flags = p.keyframe ? .keyframe : []  // as in encodeRaw: the encoder decides
+                let r = p.bytes.withUnsafeBytes { b in Result { () throws(MediaError) in try writePacket(stream: id, original, payload: b) } }
+                _ = try r.get()
             }
         }
-        av_write_trailer(context)
-        close()
     }
 }
 

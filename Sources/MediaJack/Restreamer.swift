@@ -87,10 +87,14 @@ public final class Restreamer {
         case .endOfStream(let id):
             guard live.removeValue(forKey: id) != nil else { return }
             if live.isEmpty, let output {
-                output.finish()
                 self.output = nil
                 progress.connected = false
-                report("the streams ended; \(settings.url) finished (waiting for a publisher)")
+                do {
+                    try output.finish()
+                    report("the streams ended; \(settings.url) finished (waiting for a publisher)")
+                } catch {
+                    report("the streams ended; \(error) (waiting for a publisher)")
+                }
             }
         case .frame(let h, let payload, let discontinuity):
             guard live[h.stream] != nil else { return }
@@ -148,9 +152,10 @@ public final class Restreamer {
     /// Whether any selected stream is live on the bus.
     public var hasLiveStreams: Bool { !live.isEmpty }
 
-    /// Finishes the output (writes the trailer: an HLS playlist gets its end).
-    public func finish() {
-        output?.finish()
+    /// Finishes the output (writes the trailer: an HLS playlist gets its end); throws what that met.
+    public func finish() throws(MediaError) {
+        let finishing = output
         output = nil
+        try finishing?.finish()
     }
 }

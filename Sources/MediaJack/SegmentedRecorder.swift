@@ -46,7 +46,7 @@ public final class SegmentedRecorder {
 
     private func rotate() throws(MediaError) {
         guard let c = current else { return }
-        c.finish()
+        try c.finish()  // a segment that could not be finished ends the recording
         completedFrames += c.frames
         completedBytes += c.bytes
         completedDuration += c.duration
@@ -103,7 +103,14 @@ public final class SegmentedRecorder {
     public var bytes: Int { completedBytes + (current?.bytes ?? 0) }
     public var duration: Double { completedDuration + (current?.duration ?? 0) }
 
-    public func finish() {
-        current?.finish()
+    /// Finishes the current file; throws what finishing it met (see `Recorder.finish()`).
+    public func finish() throws(MediaError) {
+        try current?.finish()
+    }
+
+    /// Flushes the current file if it is due (see `Recorder.flushIfDue()`): for a loop with nothing
+    /// to write for a while.
+    public func flushIfDue() throws(MediaError) {
+        try current?.flushIfDue()
     }
 }

@@ -71,9 +71,10 @@ struct Demo: ParsableCommand {
                 case .endOfStream: break
                 }
             }
-            recorder.finish()
+            let finished = Result { () throws(MediaError) in try recorder.finish() }
             stop.value = true
             group.wait()
+            try finished.get()
             print(videoReport.value)
             print(audioReport.value)
             print("recorder: \(recorder.frames) frames (\(recorder.skippedBeforeKeyframe) skipped before the first keyframe), \(consumer.gaps) gaps, \(recorder.bytes) bytes")

@@ -11,6 +11,18 @@ struct Record: ParsableCommand {
             Compressed streams are remuxed without re-encoding. Joining mid-stream, the file starts at a keyframe \
             (the publisher replays its GOP). The file is finalised on Ctrl-C/SIGTERM, at end of stream and at \
             --duration. A progress line shows on a terminal.
+
+            The file goes to disk as it is recorded: its header at once, then everything up to each keyframe, and \
+            at least every second. What a recorder killed mid-way (kill -9, a crash) leaves behind:
+              .mkv  plays up to about a second before the kill (no index at the end:
+                    seeking is slower, and the duration shows once read through)
+              .mp4  written fragmented (index up front, a fragment per GOP or second):
+                    plays up to its last fragment, about a second before the kill
+              .ts   plays up to about a second before the kill
+
+            If writing fails (a full disk, an I/O error), recording stops, the file is cut back to its last whole \
+            cluster or fragment, which plays, and the command exits 1 naming the cause; so does a file that could \
+            not be finished (its trailer or last flush failed).
             """)
 
     @Argument(help: "Path of the bus.") var bus: String
@@ -57,35 +69,43 @@ struct Record: ParsableCommand {
             var open: Set<UInt32> = []
             var ended = false
             var replayed = 0
-            while !stopRequested.load(ordering: .relaxed) && !ended {
-                let next: MediaEvent?
-                switch source {
-                case .buffered(let buffer): next = try buffer.next(timeout: 0.2)
-                case .direct(let consumer): next = try consumer.next(timeout: 0.2)
-                }
-                guard let event = next else { continue }
-                switch event {
-                case .streamAdded(let id, _, let d):
-                    if kinds.contains(d.kind.rawValue) || kinds.contains(String(id)) {
-                        if try recorder.add(stream: id, d) { open.insert(id) } else {
-                            FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
-                        }
+            // A failure ends the progress line before the error is printed (a write that failed, the bus gone).
+            do {
+                while !stopRequested.load(ordering: .relaxed) && !ended {
+                    let next: MediaEvent?
+                    switch source {
+                    case .buffered(let buffer): next = try buffer.next(timeout: 0.2)
+                    case .direct(let consumer): next = try consumer.next(timeout: 0.2)
                     }
-                case .frame(let h, let payload, let discontinuity):
-                    guard open.contains(h.stream) else { continue }
-                    // Replayed frames a file starts with (not ones skipped while waiting for a keyframe).
-                    if try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity), h.flags.contains(.replay) { replayed += 1 }
-                    if let duration, recorder.duration >= duration { ended = true }
-                case .endOfStream(let id):
-                    open.remove(id)
-                    recorder.endOfStream(id)
-                    if open.isEmpty && !follow { ended = true }
+                    // Nothing came for a while: what was written still reaches the disk on time.
+                    guard let event = next else { try recorder.flushIfDue(); continue }
+                    switch event {
+                    case .streamAdded(let id, _, let d):
+                        if kinds.contains(d.kind.rawValue) || kinds.contains(String(id)) {
+                            if try recorder.add(stream: id, d) { open.insert(id) } else {
+                                FileHandle.standardError.write(Data("mediajack: \(output) cannot hold the \(d.kind.rawValue) stream (\(d.codec)); skipping it\n".utf8))
+                            }
+                        }
+                    case .frame(let h, let payload, let discontinuity):
+                        guard open.contains(h.stream) else { continue }
+                        // Replayed frames a file starts with (not ones skipped while waiting for a keyframe).
+                        if try recorder.write(stream: h.stream, h, bytes: payload, discontinuity: discontinuity), h.flags.contains(.replay) { replayed += 1 }
+                        if let duration, recorder.duration >= duration { ended = true }
+                    case .endOfStream(let id):
+                        open.remove(id)
+                        recorder.endOfStream(id)
+                        if open.isEmpty && !follow { ended = true }
+                    }
+                    line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, source.gaps,
+                                     Double(recorder.bytes) / 1e6))
                 }
-                line.show(String(format: "%.1f s  %d frames  %d gaps  %.1f MB", recorder.duration, recorder.frames, source.gaps,
-                                 Double(recorder.bytes) / 1e6))
+            } catch {
+                line.end()
+                throw error
             }
-            recorder.finish()
             line.end()
+            // Recorded only once the trailer, the last flush and the close all succeeded.
+            try recorder.finish()
             print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(source.gaps) gaps"
                   + (source.buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? "")
                   + (replayed > 0 ? "; joined mid-stream: \(replayed) frames replayed from the publisher's cache" : ""))

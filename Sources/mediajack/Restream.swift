@@ -71,8 +71,8 @@ struct Restream: ParsableCommand {
                                  p.frames, Double(p.bytes) / 1e6, p.reconnects, p.missed))
                 if untilEnd, hadStreams, case .endOfStream = event, !restreamer.hasLiveStreams { break }
             }
-            restreamer.finish()
             line.end()
+            try restreamer.finish()  // a trailer that could not be written (an HLS playlist's end) fails the command
             let p = restreamer.progress
             print("restreamed \(p.frames) frames (\(p.bytes) bytes) to \(url); \(p.connections) connection(s), \(p.reconnects) reconnect(s), \(p.missed) frames missed while disconnected, \(consumer.gaps) gaps (places where the bus dropped frames for this restream)")
         } catch {
