@@ -32,4 +32,8 @@ public struct BusStatus: Codable, Sendable, Equatable {
     public var writers: Int
     public var nodes: [NodeStatus]
     public var policyStatistics: [String: String]
+    /// The host's log of nodes it threw off for what they wrote into shared memory (impossible ring
+    /// cursors), newest last, at most `Host.evictionLog` of them: "node ID (pid PID): reason". The host's
+    /// own output goes nowhere (it runs detached), so this is where the reason stays.
+    public var evictions: [String]? = nil
 }
