@@ -112,6 +112,11 @@ final class IPNPCM {
 
         /// One step per server period, until closed or the server is gone.
         func follow() {
+            defer {
+                if client.malformed > 0 {
+                    FileHandle.standardError.write(Data("ALSA ipn: \(client.malformed) malformed messages from \(core.bus) were skipped\n".utf8))
+                }
+            }
             // Like a JACK client's process thread: real-time when the user may (root, rtprio limits), quietly
             // normal otherwise. It sleeps between periods, so it never starves the machine.
             var param = sched_param(sched_priority: 60)
@@ -161,7 +166,9 @@ final class IPNPCM {
                     // Consecutive periods go to consecutive server periods, so the stream stays whole; only when
                     // this client fell behind the clock is it anchored again (that gap is its underrun).
                     // Behind the clock, or far ahead of it (a restarted server counts from 0 again): anchor afresh.
-                    if s.nextSend <= index || s.nextSend > index + lookahead + 1 { s.nextSend = index + lookahead }
+                    // The index is the server's number, any 64-bit value: distances wrap, never trap.
+                    let ahead = Int64(bitPattern: s.nextSend &- index)
+                    if ahead <= 0 || ahead > Int64(lookahead) + 1 { s.nextSend = index &+ lookahead }
                     var from = s.head
                     for f in 0..<p {
                         for c in 0..<ch { scratch[f * ch + c] = f < n ? fifo[from * ch + c] : 0 }
@@ -170,7 +177,7 @@ final class IPNPCM {
                     try? client.send(index: s.nextSend, frames: p) { out in
                         for i in 0..<(p * ch) { out[i] = scratch[i] }
                     }
-                    s.nextSend += 1
+                    s.nextSend &+= 1
                     s.head = (s.head + n) % s.capacity
                     s.count -= n
                     s.hwPtr += UInt64(n)

@@ -56,6 +56,13 @@ public struct BusOptions: Codable, Sendable, Equatable {
     /// Checks every field a user may set; the error names the field and the allowed range.
     public func validate() throws(IPNError) {
         guard PolicyRegistry.names.contains(policy) else { throw .unknownPolicy(policy) }
+        try validateLimits()
+    }
+
+    /// Checks the numbers and sizes only. A node checks the options a host welcomes it with this way (a
+    /// node need not know the bus's policy): they size its mappings and index its rings, and they come
+    /// from another process.
+    public func validateLimits() throws(IPNError) {
         guard (1...Self.maximumMTU).contains(mtu) else { throw .invalidOption("MTU \(mtu) outside 1...\(Self.maximumMTU)") }
         guard (1...65536).contains(queueLength) else { throw .invalidOption("queue length \(queueLength) outside 1...65536") }
         guard (1...4096).contains(maxNodes) else { throw .invalidOption("maximum nodes \(maxNodes) outside 1...4096") }

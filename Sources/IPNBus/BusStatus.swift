@@ -40,4 +40,8 @@ public struct BusStatus: Codable, Sendable, Equatable {
     public var refusedConnections: UInt64 = 0
     /// Times the host ran out of descriptors and stopped accepting until its next tick.
     public var acceptPauses: UInt64 = 0
+    /// The host's log of nodes it threw off for what they wrote into shared memory (impossible ring
+    /// cursors), newest last, at most `Host.evictionLog` of them: "node ID (pid PID): reason". The host's
+    /// own output goes nowhere (it runs detached), so this is where the reason stays.
+    public var evictions: [String]? = nil
 }

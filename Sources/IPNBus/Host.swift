@@ -471,7 +471,8 @@ public final class Host {
                   uptimeSeconds: Double(ipn_monotonic_ns() - started) / 1e9,
                   readers: members.filter(\.canReceive).count, writers: members.filter(\.canSend).count,
                   nodes: connections.values.filter(\.isMember).sorted { $0.id < $1.id }.map { $0.status() },
-                  policyStatistics: policy.statistics, refusedConnections: refusedConnections, acceptPauses: acceptPauses)
+                  policyStatistics: policy.statistics, refusedConnections: refusedConnections, acceptPauses: acceptPauses,
+                  evictions: evictions.isEmpty ? nil : evictions)
     }
 
     // MARK: the data path
@@ -484,13 +485,56 @@ public final class Host {
         }
         publishInboxes()
         if options.lossless { updatePoolReleases() }
-        // A node found corrupt during the pass is dropped now, outside the loops.
-        for node in pendingDrops { fail(node, .badRequest, "ring cursors corrupted"); drop(node) }
+        // A node found corrupt during the pass is dropped now, outside the loops, and told why. The next pass
+        // comes at once: a sender may have been held back for it. (Nodes found while dropping these wait for it.)
+        if !pendingDrops.isEmpty { moreWork = true }
+        let corrupt = pendingDrops
         pendingDrops.removeAll()
+        for node in corrupt where connections[node.id] === node {  // not one that left meanwhile (its descriptor is closed)
+            let reason = node.corruption ?? "ring cursors corrupted"
+            evictions.append("node \(node.id) (pid \(node.pid)): \(reason)")
+            if evictions.count > Self.evictionLog { evictions.removeFirst(evictions.count - Self.evictionLog) }
+            fail(node, .badRequest, reason)
+            drop(node)
+        }
         return moreWork
     }
 
     private var pendingDrops: [HostNode] = []
+    /// Why nodes were thrown off, newest last (shown by `ipn stat`).
+    private var evictions: [String] = []
+    static let evictionLog = 16
+
+    /// A node made a ring cursor impossible: it is dropped after this pass with `reason` (the first found).
+    private func markCorrupt(_ node: HostNode, _ reason: String) {
+        guard node.corruption == nil else { return }
+        node.corruption = reason
+        pendingDrops.append(node)
+    }
+
+    /// Why a receiver's inbox read cursor is impossible, or nil when it is not: a node reads only what the
+    /// host wrote to it, and the host never writes more than a queue ahead of what it read.
+    private func impossibleInboxRead(_ read: UInt64, of node: HostNode, _ inbox: MessageRing) -> String? {
+        if read > node.inboxWrite {
+            return "ring cursors corrupted: inbox read cursor \(read) is beyond the \(node.inboxWrite) messages written to it"
+        }
+        if node.inboxWrite - read > UInt64(inbox.capacity) {
+            return "ring cursors corrupted: inbox read cursor \(read) is more than a queue (\(inbox.capacity)) behind the \(node.inboxWrite) messages written to it"
+        }
+        return nil
+    }
+
+    /// Loads a receiver's inbox read cursor into `inboxReadSeen`. nil when the node made it impossible: it
+    /// is then marked for dropping, and holds nobody back meanwhile.
+    private func reloadInboxRead(_ node: HostNode, _ inbox: MessageRing) -> UInt64? {
+        let read = inbox.read.load(ordering: .sequentiallyConsistent)
+        if let reason = impossibleInboxRead(read, of: node, inbox) {
+            markCorrupt(node, reason)
+            return nil
+        }
+        node.inboxReadSeen = read
+        return read
+    }
 
     /// Makes what this pass wrote into inboxes visible, waking receivers whose inbox was empty.
     private func publishInboxes() {
@@ -507,7 +551,8 @@ public final class Host {
         guard let outbox = sender.outbox else { return false }
         var read = sender.outboxRead
         guard let available = outbox.available(consumerRead: read) else {
-            pendingDrops.append(sender)
+            let written = outbox.write.load(ordering: .sequentiallyConsistent)
+            markCorrupt(sender, "ring cursors corrupted: outbox write cursor \(written) with \(read) messages read from it (a queue holds \(outbox.capacity))")
             return false
         }
         if available == 0 { return false }
@@ -601,21 +646,21 @@ public final class Host {
     }
 
     /// Lossless: every recipient must have a free inbox slot; those without one are asked to ring the
-    /// doorbell when they free one.
+    /// doorbell when they free one. A recipient whose read cursor is impossible (beyond what was written
+    /// to it, e.g. 2^63) is marked for dropping and holds nobody back: it would never free a slot, and
+    /// every sender routed to it would wait forever.
     private func allHaveRoom(_ recipients: Recipients) -> Bool {
         var ok = true
         for i in 0..<recipients.count {
-            guard let r = connections[recipients.ids[i]], let inbox = r.inbox else { continue }
-            if r.inboxWrite &- r.inboxReadSeen >= UInt64(inbox.capacity) {
-                r.inboxReadSeen = inbox.read.load(ordering: .sequentiallyConsistent)
-                if r.inboxWrite &- r.inboxReadSeen >= UInt64(inbox.capacity) {
-                    if inbox.armProducerWait(producerWrite: r.inboxWrite) {
-                        r.inboxReadSeen = inbox.read.load(ordering: .sequentiallyConsistent)
-                    } else {
-                        ok = false
-                    }
-                }
-            }
+            guard let r = connections[recipients.ids[i]], let inbox = r.inbox, r.corruption == nil else { continue }
+            let capacity = UInt64(inbox.capacity)
+            guard r.inboxWrite &- r.inboxReadSeen >= capacity else { continue }
+            guard let read = reloadInboxRead(r, inbox) else { continue }
+            guard r.inboxWrite &- read >= capacity else { continue }
+            // Full: arm, then read again, so a release after this read rings the doorbell.
+            inbox.producerWaiting.store(1, ordering: .sequentiallyConsistent)
+            guard let again = reloadInboxRead(r, inbox) else { continue }
+            if r.inboxWrite &- again >= capacity { ok = false }
         }
         return ok
     }
@@ -639,15 +684,10 @@ public final class Host {
     /// Writes one message into a receiver's inbox. Returns false when it had to be dropped.
     @inline(__always) @discardableResult
     private func deliver(_ header: SlotHeader, bytes: UnsafeRawBufferPointer, from sender: HostNode?, to receiver: HostNode) -> Bool {
-        guard let inbox = receiver.inbox else { return false }
+        guard let inbox = receiver.inbox, receiver.corruption == nil else { return false }
         let capacity = UInt64(inbox.capacity)
         if receiver.inboxWrite &- receiver.inboxReadSeen >= capacity {
-            let r = inbox.read.load(ordering: .sequentiallyConsistent)
-            guard inbox.validatedOccupancy(write: receiver.inboxWrite, read: r) != nil else {
-                pendingDrops.append(receiver)
-                return false
-            }
-            receiver.inboxReadSeen = r
+            guard let r = reloadInboxRead(receiver, inbox) else { return false }
             if receiver.inboxWrite &- r >= capacity {
                 receiver.dropped += 1
                 receiver.gapPending = true
@@ -688,6 +728,11 @@ public final class Host {
             // Arm first, then read: a release after our read then rings the doorbell (no lost wake-up).
             receiver.inbox!.producerWaiting.store(1, ordering: .sequentiallyConsistent)
             let read = receiver.inbox!.read.load(ordering: .sequentiallyConsistent)
+            // A cursor beyond what was written would release pool bytes still queued for it: drop the node.
+            if let reason = impossibleInboxRead(read, of: receiver, receiver.inbox!) {
+                markCorrupt(receiver, reason)
+                continue
+            }
             while receiver.poolRefsHead < receiver.poolRefs.count, receiver.poolRefs[receiver.poolRefsHead].index < read {
                 receiver.poolRefsHead += 1
             }

@@ -39,6 +39,9 @@ final class HostNode {
     var heldBack = false
     /// The recipients the policy chose for the held-back head of the outbox (outbox index, node ids).
     var heldRoute: (index: UInt64, ids: [UInt32])?
+    /// Why one of this node's ring cursors is impossible, once the host found one: the node is dropped
+    /// after the pass with this reason, and nothing more is delivered to it meanwhile.
+    var corruption: String?
 
     // The node's own pool of large messages (it is a sender).
     var poolMemory: SharedMemory?

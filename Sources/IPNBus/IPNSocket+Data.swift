@@ -50,7 +50,7 @@ extension IPNSocket {
         }
         let old = outboxWrite
         outboxWrite += 1
-        sequence += 1
+        sequence &+= 1  // a free-running counter: receivers compare it as a serial number
         if outbox.publish(from: old, to: outboxWrite) { _ = ipn_eventfd_signal(doorbellFD) }
     }
 
@@ -190,12 +190,14 @@ extension IPNSocket {
             if inbox.release(to: inboxRead) { _ = ipn_eventfd_signal(doorbellFD) }
             if !retiring.isEmpty { retirePools() }
         }
-        guard let header = SlotHeader(at: slot) else { gapPending = true; return nil }
+        // Everything in the slot was written by another process: its kind, length and pool reference are
+        // checked before they index anything, and a slot that fails is counted, skipped and flagged as a gap.
+        guard let header = SlotHeader(at: slot) else { malformed += 1; gapPending = true; return nil }
         let gap = header.flags & SlotHeader.flagGap != 0 || gapPending
         let length = Int(header.length)
         switch header.kind {
         case .inline:
-            guard length <= inlineCapacity else { gapPending = true; return nil }
+            guard length <= inlineCapacity else { malformed += 1; gapPending = true; return nil }
             gapPending = false
             return body(MessageView(bytes: UnsafeRawBufferPointer(start: slot + SlotHeader.size, count: length),
                                         sender: header.sender, sequence: header.sequence, afterGap: gap))
@@ -204,8 +206,11 @@ extension IPNSocket {
                 // The host sends the pool's descriptor before the first message that uses it.
                 try pumpControl(blocking: false)
             }
-            guard let peer = peerPools[header.sender]?.pool, peer.isValid(position: header.poolPosition, length: length),
-                  peer.isIntact(position: header.poolPosition) else {
+            guard let peer = peerPools[header.sender]?.pool, peer.isValid(position: header.poolPosition, length: length) else {
+                malformed += 1; gapPending = true
+                return nil
+            }
+            guard peer.isIntact(position: header.poolPosition) else {
                 lapped += 1; gapPending = true
                 return nil
             }

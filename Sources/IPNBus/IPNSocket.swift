@@ -43,6 +43,10 @@ public final class IPNSocket: @unchecked Sendable {
     public private(set) var isConnected = false
     /// Messages lost because this node read a pool slot after its sender reused it.
     public internal(set) var lapped: UInt64 = 0
+    /// Inbox slots discarded as malformed: an unknown kind, a length beyond the slot, a pool reference to
+    /// no pool or outside it. A real host never writes one; whatever wrote it, the slot is skipped (the
+    /// next message carries a gap), never trusted.
+    public internal(set) var malformed: UInt64 = 0
     /// Why the bus went away, once it did.
     public private(set) var closedReason: String?
 
@@ -314,6 +318,14 @@ public final class IPNSocket: @unchecked Sendable {
         }
         fds = taken
         do {
+            // The welcome's numbers size this node's mappings and index its rings. They come from another
+            // process (any process can listen on a bus's abstract address), so they are checked before use:
+            // what a real host sends, or a protocol violation, never a trap here.
+            do { try w.options.validateLimits() } catch { throw IPNError.protocolViolation("welcome with impossible bus options: \(error)") }
+            guard w.queueLength == w.options.effectiveQueueLength, w.inlineCapacity == w.options.inlineCapacity else {
+                throw IPNError.protocolViolation("welcome with a queue of \(w.queueLength) and \(w.inlineCapacity) inline bytes, "
+                                                 + "not what its options say (\(w.options.effectiveQueueLength), \(w.options.inlineCapacity))")
+            }
             let inboxMemory = try SharedMemory(adopting: fds[0], writable: true,
                                                expectedMinimum: MessageRing.byteSize(capacity: w.queueLength, inlineCapacity: w.inlineCapacity),
                                                requireSealed: true)

@@ -21,6 +21,11 @@ public final class AudioEncoder {
     }
 
     public init(sampleRate: Int, channels: Int, bitrate: Int = 128_000) throws(MediaError) {
+        // The rate and channels come from a stream description (another process's numbers, checked against
+        // StreamDescription's ranges on the way in); checked again here, as they divide and size below.
+        guard StreamDescription.sampleRateRange.contains(sampleRate), StreamDescription.channelRange.contains(channels) else {
+            throw .unsupported("AAC of \(channels) channels at \(sampleRate) Hz")
+        }
         guard let c = avcodec_find_encoder(AV_CODEC_ID_AAC) else { throw .unsupported("this libavcodec has no AAC encoder") }
         core = try CodecCore(c)
         let ctx = core.context
@@ -44,11 +49,24 @@ public final class AudioEncoder {
     public func encode(s16 payload: UnsafeRawBufferPointer, pts: Int64) throws(MediaError) -> [Packet] {
         if origin == nil { origin = pts }
         let samples = payload.count / 2 / channels
-        // Keep the timeline: periods lost on the way become silence, so audio stays in sync with video.
-        let expected = origin! + (samplesSent + Int64(pending[0].count)) * 1_000_000_000 / Int64(sampleRate)
-        let missing = (pts &- expected) * Int64(sampleRate) / 1_000_000_000
-        if missing > Int64(max(1, samples / 2)) && missing < Int64(sampleRate) * 60 {
-            for ch in 0..<channels { pending[ch].append(contentsOf: repeatElement(0, count: Int(missing))) }
+        let rate = Int64(sampleRate)
+        var out: [Packet] = []
+        // Keep the timeline: periods lost on the way become silence, so audio stays in sync with video. The
+        // pts is the publisher's number: a jump that overflows, goes back, or spans a minute or more is not
+        // filled; the silence goes in a frame at a time, so what is held stays small whatever the rate.
+        let expected = origin! &+ Self.nanoseconds(samples: samplesSent + Int64(pending[0].count), rate: rate)
+        let (late, overflow) = pts.subtractingReportingOverflow(expected)
+        if !overflow && late > 0 && late < 60_000_000_000 {
+            let missing = late / 1_000_000_000 * rate + late % 1_000_000_000 * rate / 1_000_000_000
+            if missing > Int64(max(1, samples / 2)) {
+                var silence = Int(missing)
+                while silence > 0 {
+                    let n = min(silence, frameSize)
+                    for ch in 0..<channels { pending[ch].append(contentsOf: repeatElement(0, count: n)) }
+                    silence -= n
+                    while pending[0].count >= frameSize { out += try sendFrame(count: frameSize) }
+                }
+            }
         }
         for i in 0..<samples {
             for ch in 0..<channels {
@@ -56,9 +74,14 @@ public final class AudioEncoder {
                 pending[ch].append(Float(v) / 32768)
             }
         }
-        var out: [Packet] = []
         while pending[0].count >= frameSize { out += try sendFrame(count: frameSize) }
         return out
+    }
+
+    /// Nanoseconds of `samples` at `rate`, without the overflow of `samples * 10^9` (reached after
+    /// 2.2 days at 48 kHz).
+    static func nanoseconds(samples: Int64, rate: Int64) -> Int64 {
+        samples / rate * 1_000_000_000 + samples % rate * 1_000_000_000 / rate
     }
 
     /// Encodes what is left and drains the encoder.
@@ -91,8 +114,8 @@ public final class AudioEncoder {
     private func drain() throws(MediaError) -> [Packet] {
         let rate = Int64(sampleRate), origin = self.origin ?? 0
         return try core.drain { p in
-            Packet(bytes: CodecCore.bytes(p), pts: origin + p.pointee.pts * 1_000_000_000 / rate,
-                   duration: Int64(p.pointee.duration) * 1_000_000_000 / rate)
+            Packet(bytes: CodecCore.bytes(p), pts: origin &+ Self.nanoseconds(samples: p.pointee.pts, rate: rate),
+                   duration: Self.nanoseconds(samples: Int64(p.pointee.duration), rate: rate))
         }
     }
 }

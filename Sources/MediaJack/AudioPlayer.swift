@@ -64,9 +64,11 @@ public enum AudioPlayer {
                 p.periodsReceived += 1
                 if discontinuity { p.gaps += 1 }
                 let now = MediaPublisher.monotonic()
-                // Older than the bound by the time it could be heard: skip it, stay live.
+                // Older than the bound by the time it could be heard: skip it, stay live. (In floating point:
+                // pts and duration are the publisher's numbers, and may be anything.)
                 let queued = Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
-                if now + queued - (h.pts + h.duration) > 2 * bound { p.skippedLate += 1; continue }
+                let heard = Double(now) + Double(queued), ends = Double(h.pts) + Double(h.duration)
+                if heard - ends > 2 * Double(bound) { p.skippedLate += 1; continue }
                 try payload.withUnsafeBytes { bytes in
                     try decoder.decode(bytes) { frames, samples in
                         var done = 0
@@ -79,7 +81,8 @@ public enum AudioPlayer {
                         p.framesPlayed += frames
                     }
                 }
-                p.latencyMilliseconds = Double(MediaPublisher.monotonic() + Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate) - h.pts) / 1e6
+                let heardAt = MediaPublisher.monotonic() + Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
+                p.latencyMilliseconds = (Double(heardAt) - Double(h.pts)) / 1e6
                 progress(p)
             case .endOfStream(let id):
                 guard id == playing else { continue }

@@ -43,15 +43,16 @@ public final class ConsumerBuffer: Sendable {
         var videoStreams: Set<UInt32> = []
         var dropped = 0
         var peakBytes = 0
-        /// The consumer's count, copied after each of its events (the consumer is the draining thread's).
+        /// The consumer's counts, copied after each of its events (the consumer is the draining thread's).
         var gaps = 0
+        var malformed = 0
 
         var isEmpty: Bool { head == queue.count }
 
         var span: Double {
             let frames = queue[head...].compactMap { e -> Int64? in if case .frame(let h, _, _) = e { return h.dts } else { return nil } }
             guard let first = frames.first, let last = frames.last else { return 0 }
-            return Double(last - first) / 1e9
+            return (Double(last) - Double(first)) / 1e9  // the publisher's numbers: no integer difference to overflow
         }
 
         func over(_ bound: Bound, adding n: Int) -> Bool {
@@ -66,6 +67,8 @@ public final class ConsumerBuffer: Sendable {
     public var peakBytes: Int { state.withLock { $0.peakBytes } }
     /// Messages lost before this buffer (the bus dropped them for its consumer).
     public var gaps: Int { state.withLock { $0.gaps } }
+    /// Messages its consumer skipped as malformed (`MediaConsumer.malformed`).
+    public var malformed: Int { state.withLock { $0.malformed } }
 
     /// The consumer belongs to the buffer's thread from now on.
     public init(_ consumer: sending MediaConsumer, bound: Bound, warn: @escaping @Sendable (String) -> Void) {
@@ -89,13 +92,14 @@ public final class ConsumerBuffer: Sendable {
                 bell.signal()
                 return
             }
-            let gaps = consumer.gaps
+            let gaps = consumer.gaps, malformed = consumer.malformed
             guard let event else {
-                state.withLock { $0.gaps = gaps }
+                state.withLock { $0.gaps = gaps; $0.malformed = malformed }
                 continue
             }
             let (wasEmpty, startedOverflowing) = state.withLock { s -> (Bool, Bool) in
                 s.gaps = gaps
+                s.malformed = malformed
                 let wasEmpty = s.isEmpty
                 var startedOverflowing = false
                 switch event {

@@ -24,6 +24,10 @@ public final class Recorder {
     public private(set) var frames = 0
     public private(set) var bytes = 0
     public private(set) var skippedBeforeKeyframe = 0
+    /// Frames dropped because their times cannot be written: decoded after they are shown, a negative
+    /// duration, or times too far from the file's start to count. They come from the publisher (another
+    /// process); the muxer would refuse them and end the recording, so they are counted and skipped.
+    public private(set) var invalidTimestamps = 0
     /// Streams this container cannot store (e.g. PCM audio in MP4), skipped with a note.
     public private(set) var rejectedStreams: [String] = []
     /// Encoders for raw streams, by stream id, and the first pts of each (encoder frame index origin).
@@ -156,8 +160,10 @@ public final class Recorder {
             // compressed ones are decoded first.
             // A picture of another size (a publisher back at a new size) is scaled to the encoder's.
             let decoder = transcode ? try? VideoDecoder(d, size: (d.width ?? 0, d.height ?? 0)) : nil
-            // Frames per second from the stream's rate (30000/1001 is 30, 15/2 is 8).
-            let fps = max(1, Int((Double(d.frameRateNumerator ?? 25) / Double(max(1, d.frameRateDenominator ?? 1))).rounded()))
+            // Frames per second from the stream's rate (30000/1001 is 30, 15/2 is 8), at most 1000: the encoder's
+            // time base and GOP are C ints, and the rate is the publisher's word.
+            let rate = (Double(d.frameRateNumerator ?? 25) / Double(max(1, d.frameRateDenominator ?? 1))).rounded()
+            let fps = Int(min(1000, max(1, rate)))  // clamped as a Double: no conversion can trap
             guard let w = d.width, let h = d.height,
                   let format = transcode ? "yuv420p" : d.pixelFormat,
                   format == "yuv420p" || PictureConverter(pixelFormat: format, width: w, height: h) != nil,
@@ -303,15 +309,27 @@ public final class Recorder {
         return try writePacket(stream: id, h, payload: payload)
     }
 
-    /// Headers of the frames inside a transcoding decoder, by sequence: a decoder may hold frames back
+    /// Headers of the frames inside a transcoding decoder, by index: a decoder may hold frames back
     /// and reorder them, and each picture is stamped with its own frame's time.
     private var decoding: [UInt32: [Int64: FrameHeader]] = [:]
+
+    /// The index of each frame handed to a stream's decoder or encoder: this recorder's own count, the
+    /// codec's timestamp and the key that finds the frame's header again. (Never the publisher's sequence
+    /// number: another process's number, any 64-bit value, repeated when a publisher restarts.)
+    private var decoderFrames: [UInt32: Int64] = [:]
+    private var encoderFrames: [UInt32: Int64] = [:]
+
+    private static func next(_ counts: inout [UInt32: Int64], _ id: UInt32) -> Int64 {
+        let n = counts[id, default: 0]
+        counts[id] = n + 1
+        return n
+    }
 
     /// Decodes one compressed frame and encodes the pictures the decoder gives back (a frame the
     /// decoder rejects is skipped; a picture of another size is scaled to the encoder's).
     private func transcode(stream id: UInt32, _ h: FrameHeader, payload: UnsafeRawBufferPointer, discontinuity: Bool,
                            _ decoder: VideoDecoder, _ encoder: VideoEncoder) throws(MediaError) -> Bool {
-        let index = Int64(h.sequence)
+        let index = Self.next(&decoderFrames, id)
         decoding[id, default: [:]][index] = h
         let pictures = collect(stream: id) { body in
             try decoder.decode(payload, keyframe: h.flags.contains(.keyframe), discontinuity: discontinuity, index: index, body)
@@ -359,7 +377,7 @@ public final class Recorder {
         let w = encoder.width, hgt = encoder.height
         let converter = converters[id]
         guard payload.count >= converter?.pictureSize ?? (w * hgt * 3 / 2) else { return false }
-        let index = Int64(h.sequence)
+        let index = Self.next(&encoderFrames, id)
         rawFrames[id, default: [:]][index] = h
         let packets = try encoder.encode(index: index) { planes in
             if let converter { return converter.convert(payload, into: planes) }
@@ -416,26 +434,35 @@ public final class Recorder {
             }
             skippedBeforeKeyframe += early.filter { $0.1.pts < origin! }.count
         }
-        let relative = h.pts &- origin!
-        guard relative >= 0 else { return false }  // from before the file began
+        // Times are the publisher's numbers: differences that overflow, or that the container's time base
+        // cannot hold, make the frame one that cannot be written (counted), never a trap or a muxer error.
+        let (relative, ptsOverflow) = h.pts.subtractingReportingOverflow(origin!)
+        if !ptsOverflow && relative < 0 { return false }  // from before the file began
+        let (relativeDTS, dtsOverflow) = h.dts.subtractingReportingOverflow(origin!)
+        guard !ptsOverflow, !dtsOverflow, h.duration >= 0 else { invalidTimestamps += 1; return false }
         // Everything before a new GOP goes to disk first, so a file cut short ends on whole GOPs.
         if writesFile && gopStreams.contains(index) && h.flags.contains(.keyframe) && schedule.hasUnflushed(frames: frames) { try flush() }
-        decodeEnd = max(decodeEnd, h.dts &+ h.duration)  // decode order: B-frames show later than they arrive
         let ns = AVRational(num: 1, den: 1_000_000_000)
         let tb = st.pointee.time_base
+        var pts = av_rescale_q(relative, ns, tb), dts = av_rescale_q(relativeDTS, ns, tb)
+        let duration = av_rescale_q(h.duration, ns, tb)
+        // Capture times jitter: two frames may land on one tick of the container's time base. Muxers
+        // need rising decode times, so such a frame is nudged one tick later, never dropped.
+        if let last = lastDecodeTick[index], dts <= last {
+            dts = last &+ 1
+            pts = max(pts, dts)
+        }
+        // av_rescale_q answers AV_NOPTS_VALUE (Int64.min) when the result does not fit.
+        guard pts != cm_no_pts(), dts != cm_no_pts(), duration != cm_no_pts(), pts >= dts else { invalidTimestamps += 1; return false }
+        lastDecodeTick[index] = dts
+        let (end, endOverflow) = h.dts.addingReportingOverflow(h.duration)
+        decodeEnd = max(decodeEnd, endOverflow ? .max : end)  // decode order: B-frames show later than they arrive
         guard av_new_packet(packet, Int32(payload.count)) >= 0 else { throw .output(path: path, reason: "out of memory") }
         if payload.count > 0 { packet.pointee.data.update(from: payload.baseAddress!.assumingMemoryBound(to: UInt8.self), count: payload.count) }
         packet.pointee.stream_index = index
-        packet.pointee.pts = av_rescale_q(relative, ns, tb)
-        packet.pointee.dts = av_rescale_q(h.dts &- origin!, ns, tb)
-        packet.pointee.duration = av_rescale_q(h.duration, ns, tb)
-        // Capture times jitter: two frames may land on one tick of the container's time base. Muxers
-        // need rising decode times, so such a frame is nudged one tick later, never dropped.
-        if let last = lastDecodeTick[index], packet.pointee.dts <= last {
-            packet.pointee.dts = last + 1
-            packet.pointee.pts = max(packet.pointee.pts, packet.pointee.dts)
-        }
-        lastDecodeTick[index] = packet.pointee.dts
+        packet.pointee.pts = pts
+        packet.pointee.dts = dts
+        packet.pointee.duration = duration
         if h.flags.contains(.keyframe) { packet.pointee.flags |= cm_packet_flag_key() }
         // Live: one fragment per frame, handed out at once (no interleaving queue, no waiting for a GOP).
         var r = live == nil ? av_interleaved_write_frame(context, packet) : av_write_frame(context, packet)
@@ -464,13 +491,16 @@ public final class Recorder {
     /// Seconds from the start of this file to the frame `h` (half its duration tolerated: capture
     /// timestamps jitter), nil before the file started.
     public func position(of h: FrameHeader) -> Double? {
-        origin.map { Double(h.dts &- $0 &+ h.duration / 2) / 1e9 }
+        // In floating point: the frame's times are the publisher's, and may be anything.
+        guard let origin else { return nil }
+        let sinceOrigin = Double(h.dts) - Double(origin)
+        return (sinceOrigin + Double(h.duration) / 2) / 1e9
     }
 
     /// Seconds of media written so far.
     public var duration: Double {
         guard let origin, decodeEnd > origin else { return 0 }
-        return Double(decodeEnd - origin) / 1e9
+        return (Double(decodeEnd) - Double(origin)) / 1e9
     }
     private var decodeEnd: Int64 = 0
     private var lastDecodeTick: [Int32: Int64] = [:]

@@ -14,7 +14,7 @@ public final class SegmentedRecorder {
     private var writtenAs: [UInt32: UInt32] = [:]
     /// Output streams of the current file whose bus stream ended, by description, for a comeback.
     private var ended: [(id: UInt32, description: StreamDescription)] = []
-    private var completedFrames = 0, completedBytes = 0
+    private var completedFrames = 0, completedBytes = 0, completedInvalid = 0
     private var completedDuration = 0.0
     public private(set) var rejectedStreams: [String] = []
 
@@ -49,6 +49,7 @@ public final class SegmentedRecorder {
         try c.finish()  // a segment that could not be finished ends the recording
         completedFrames += c.frames
         completedBytes += c.bytes
+        completedInvalid += c.invalidTimestamps
         completedDuration += c.duration
         try open()
     }
@@ -101,6 +102,8 @@ public final class SegmentedRecorder {
     public var liveStreams: Int { live.count }
     public var frames: Int { completedFrames + (current?.frames ?? 0) }
     public var bytes: Int { completedBytes + (current?.bytes ?? 0) }
+    /// Frames skipped because their times could not be written (see `Recorder.invalidTimestamps`).
+    public var invalidTimestamps: Int { completedInvalid + (current?.invalidTimestamps ?? 0) }
     public var duration: Double { completedDuration + (current?.duration ?? 0) }
 
     /// Finishes the current file; throws what finishing it met (see `Recorder.finish()`).

@@ -16,6 +16,8 @@ public final class AudioBusClient {
     public private(set) var lastIndex: UInt64 = 0
     /// Mixes lost on the way (this client was too slow to take them).
     public private(set) var gaps = 0
+    /// Messages that were not a well-formed mix (only the server's mixes reach a client): skipped, counted.
+    public private(set) var malformed = 0
 
     public enum ClientError: Error, CustomStringConvertible {
         case noServer(path: String, seconds: Double)
@@ -50,7 +52,7 @@ public final class AudioBusClient {
         while true {
             let got: Bool? = try socket.withNextMessage(nonBlocking: nonBlocking, timeout: timeout) { view in
                 if view.afterGap { gaps += 1 }
-                guard let h = try? AudioBusMessage.decodeHeader(view.bytes), h.kind == .mix else { return false }
+                guard let h = try? AudioBusMessage.decodeHeader(view.bytes), h.kind == .mix else { malformed += 1; return false }
                 rate = Int(h.rate); channels = Int(h.channels); period = Int(h.frames)
                 lastIndex = h.index
                 let samples = UnsafeRawBufferPointer(rebasing: view.bytes[AudioBusMessage.headerSize..<h.size])

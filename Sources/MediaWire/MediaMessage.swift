@@ -66,7 +66,7 @@ public enum MediaMessage: Sendable, Equatable {
             case .unsupportedVersion(let v): return "media wire version \(v) is not supported (this is version \(MediaMessage.version))"
             case .unknownKind(let k): return "unknown media message kind \(k)"
             case .truncated(let n): return "truncated media message (\(n) bytes)"
-            case .badDescription: return "malformed stream description"
+            case .badDescription: return "malformed stream description (or a number out of its range)"
             }
         }
     }
@@ -84,7 +84,7 @@ public enum MediaMessage: Sendable, Equatable {
         switch kind {
         case .description:
             guard b.count >= 16 else { throw .truncated(b.count) }
-            guard let d = try? JSONDecoder().decode(StreamDescription.self, from: Data(b[16...])) else { throw .badDescription }
+            guard let d = try? JSONDecoder().decode(StreamDescription.self, from: Data(b[16...])), d.isWithinLimits else { throw .badDescription }
             return .description(stream: u32(8), epoch: u32(12), d)
         case .frame:
             guard b.count >= frameHeaderSize else { throw .truncated(b.count) }

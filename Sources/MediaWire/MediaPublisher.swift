@@ -36,6 +36,8 @@ public final class MediaPublisher {
 
     /// Declares a stream; returns its id (unique on the bus: derived from this process's pid).
     public func addStream(_ d: StreamDescription) throws(IPNError) -> UInt32 {
+        // The bus would refuse it (and every frame of the stream after it): say so here instead.
+        guard d.isWithinLimits else { throw .invalidOption("stream description with a number out of its range: \(d)") }
         let index = Self.nextIndex.wrappingIncrementThenLoad(ordering: .relaxed)
         let id = (UInt32(truncatingIfNeeded: getpid()) << 8) | (index & 0xff)
         descriptions[id] = d
@@ -68,7 +70,7 @@ public final class MediaPublisher {
             gop[stream, default: []].append((header, cached))
         } else if cacheAudio {
             gop[stream, default: []].append((header, cached))
-            let horizon = header.pts - audioHistory
+            let horizon = header.pts &- audioHistory
             if let first = gop[stream]!.firstIndex(where: { $0.0.pts >= horizon }), first > 64 { gop[stream]!.removeFirst(first) }
         }
     }
@@ -85,7 +87,7 @@ public final class MediaPublisher {
         while let m = try socket.receive(nonBlocking: true) {
             guard m.sender == 0, case .replayRequest(let stream, let target, let since)? = try? MediaMessage.decode(m.bytes) else { continue }
             var frames = gop[stream] ?? []
-            if let since { frames = frames.filter { $0.0.pts + $0.0.duration > since } }
+            if let since { frames = frames.filter { $0.0.pts &+ $0.0.duration > since } }
             if frames.isEmpty, descriptions[stream] != nil {
                 // Nothing to replay: say so with an empty replay end, so the consumer is not kept waiting.
                 let marker = FrameHeader(stream: stream, flags: [.replay, .replayEnd], sequence: 0, pts: 0, dts: 0, captureTime: 0,

@@ -31,4 +31,24 @@ public struct StreamDescription: Codable, Sendable, Equatable {
         self.timeBaseNumerator = timeBase.0; self.timeBaseDenominator = timeBase.1
         self.extradata = extradata; self.allKeyframes = allKeyframes
     }
+
+    // A description comes from another process, and consumers turn its numbers into C ints, buffer sizes
+    // and loop counts: a number outside these ranges is refused where the description arrives
+    // (`MediaMessage.decode` gives `badDescription`), never left to trap a recorder or a player later.
+
+    /// Width and height in pixels (0: not known).
+    public static let dimensionRange = 0...32768
+    /// Each of the frame rate's numerator and denominator (0: not known).
+    public static let frameRateRange = 0...Int(Int32.max)
+    /// Samples per second.
+    public static let sampleRateRange = 1...Int(Int32.max)
+    public static let channelRange = 1...64
+
+    /// Whether every number given lies in its range (the time base is not used by any consumer here).
+    public var isWithinLimits: Bool {
+        func within(_ value: Int?, _ range: ClosedRange<Int>) -> Bool { value.map { range.contains($0) } ?? true }
+        return within(width, Self.dimensionRange) && within(height, Self.dimensionRange)
+            && within(frameRateNumerator, Self.frameRateRange) && within(frameRateDenominator, Self.frameRateRange)
+            && within(sampleRate, Self.sampleRateRange) && within(channels, Self.channelRange)
+    }
 }

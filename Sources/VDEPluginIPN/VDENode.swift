@@ -55,8 +55,10 @@ final class VDENode {
         let frame = queue[head]
         head += 1
         if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0; _ = ipn_eventfd_drain(pending) } else { _ = ipn_eventfd_signal(pending) }
-        let n = min(frame.count, capacity)
-        frame.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        // The frame's length is the sender's; VDE's buffer is the caller's: copy what fits, and nothing
+        // (no pointer of an empty array to unwrap) for an empty frame.
+        let n = max(0, min(frame.count, capacity))
+        if n > 0 { frame.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) } }
         return n
     }
 

@@ -41,7 +41,7 @@ enum AudioBench {
                 let value = Float(c + 1) / 64
                 while !stop.value {
                     _ = try? client.nextMix(timeout: 0.2) { index, _ in
-                        try? client.send(index: index + 3, frames: client.period) { out in
+                        try? client.send(index: index &+ 3, frames: client.period) { out in
                             for i in 0..<out.count { out[i] = value }
                         }
                     }

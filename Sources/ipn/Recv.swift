@@ -8,6 +8,11 @@ struct Recv: ParsableCommand {
         discussion: """
             Each message prints as one line: text as is, or hex with --hex. --summary prints one JSON line \
             at the end with counts, sequence gaps per sender and drops, for scripts and tests.
+
+            Sequence numbers are what each sender wrote (the bus copies them unchecked), so they are compared \
+            the way serial numbers are (RFC 1982): a number up to 2^63 - 1 ahead of the sender's last one follows \
+            it, with the numbers between counted as gaps; any other (equal, behind, or 2^63 and more ahead) \
+            counts as out of order. The gap count stops at 2^64 - 1.
             """)
 
     @Argument(help: "Path of the bus.") var path: String
@@ -25,11 +30,13 @@ struct Recv: ParsableCommand {
         var messages = 0
         var bytes = 0
         var senders = 0
-        /// Messages missing between consecutive sequence numbers of a sender.
+        /// Messages missing between consecutive sequence numbers of a sender (saturating at 2^64 - 1).
         var sequenceGaps: UInt64 = 0
         var outOfOrder = 0
         var droppedByHost: UInt64 = 0
         var lapped: UInt64 = 0
+        /// Slots discarded as malformed (`IPNSocket.malformed`).
+        var malformed: UInt64 = 0
         var firstSequence: UInt64?
         var lastSequence: UInt64?
     }
@@ -53,7 +60,15 @@ struct Recv: ParsableCommand {
                 s.messages += 1
                 s.bytes += m.bytes.count
                 if let prev = last[m.sender] {
-                    if m.sequence > prev { s.sequenceGaps += m.sequence - prev - 1 } else { s.outOfOrder += 1 }
+                    // The sender chose both numbers: wrapping distance, saturating sum (a trap here would let
+                    // any sender kill every receiver on the bus).
+                    let ahead = m.sequence &- prev
+                    if ahead >= 1 && ahead < 1 << 63 {
+                        let (sum, overflow) = s.sequenceGaps.addingReportingOverflow(ahead - 1)
+                        s.sequenceGaps = overflow ? .max : sum
+                    } else {
+                        s.outOfOrder += 1
+                    }
                 }
                 last[m.sender] = m.sequence
                 if s.firstSequence == nil { s.firstSequence = m.sequence }
@@ -73,6 +88,7 @@ struct Recv: ParsableCommand {
         s.senders = senders
         s.droppedByHost = socket.droppedByHost
         s.lapped = socket.lapped
+        s.malformed = socket.malformed
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         print(String(decoding: (try? encoder.encode(s)) ?? Data(), as: UTF8.self))

@@ -26,6 +26,7 @@ struct Stat: ParsableCommand {
         print("  host pid \(s.hostPID), up \(String(format: "%.1f", s.uptimeSeconds)) s, \(s.readers) readers, \(s.writers) writers")
         for (k, v) in s.policyStatistics.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
         print("  connections refused: \(s.refusedConnections), accept paused (out of descriptors): \(s.acceptPauses)")
+        for e in s.evictions ?? [] { print("  thrown off: \(e)") }
         print("  node  pid      uid    rights role          queue     dropped  rejected  sent(msg/bytes)        delivered(msg/bytes)  description")
         for n in s.nodes {
             let dir = (n.canReceive ? "r" : "-") + (n.canSend ? "w" : "-")

@@ -106,9 +106,13 @@ struct Record: ParsableCommand {
             line.end()
             // Recorded only once the trailer, the last flush and the close all succeeded.
             try recorder.finish()
-            print("recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(source.gaps) gaps"
-                  + (source.buffer.map { "; buffer peak \($0.peakBytes) bytes, \($0.dropped) dropped" } ?? "")
-                  + (replayed > 0 ? "; joined mid-stream: \(replayed) frames replayed from the publisher's cache" : ""))
+            var summary = "recorded \(recorder.frames) frames, \(String(format: "%.2f", recorder.duration)) s, \(recorder.bytes) bytes into \(recorder.files.joined(separator: ", ")); \(source.gaps) gaps"
+            if let b = source.buffer { summary += "; buffer peak \(b.peakBytes) bytes, \(b.dropped) dropped" }
+            if replayed > 0 { summary += "; joined mid-stream: \(replayed) frames replayed from the publisher's cache" }
+            // What the publisher sent that could not be used: said, never silent.
+            if recorder.invalidTimestamps > 0 { summary += "; \(recorder.invalidTimestamps) frames skipped for times that cannot be written" }
+            if source.malformed > 0 { summary += "; \(source.malformed) malformed messages skipped" }
+            print(summary)
         } catch {
             throw fail(error)
         }
@@ -125,6 +129,12 @@ struct Record: ParsableCommand {
             switch self {
             case .direct(let consumer): consumer.gaps
             case .buffered(let buffer): buffer.gaps
+            }
+        }
+        var malformed: Int {
+            switch self {
+            case .direct(let consumer): consumer.malformed
+            case .buffered(let buffer): buffer.malformed
             }
         }
     }

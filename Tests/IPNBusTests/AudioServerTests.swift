@@ -435,6 +435,53 @@ final class AudioServerTests: DirectoryTestCase {
         XCTAssertTrue(r.standardError.contains("another jackd-ipn already serves this bus"), r.standardError)
     }
 
+    /// A server that is not jackd-ipn numbers its mixes as it likes: once the player's audio arrives, this
+    /// one's index jumps to 2 before the end of its 64-bit counter and runs on past it. The player (the
+    /// plugin inside aplay) counts with it, wrapping, and plays to the end.
+    ///
+    /// Before the fix the plugin computed `index + lookahead + 1` and trapped inside aplay at the jump.
+    func testAServerWhoseMixIndexRunsPastTheEndOfItsCounterDoesNotCrashThePlayer() async throws {
+        PolicyRegistry.register(MixerPolicy.self)
+        try await noise("in.wav", seconds: 1, level: 0.1, seed: 14)
+        let server = IPNSocket(policy: MixerPolicy.name)
+        server.options.mtu = 1 << 16
+        server.options.inlineBytes = 4096  // a whole mix inline, as jackd-ipn does
+        server.options.queueLength = 512
+        server.policyParameters = MixerPolicy.serverParameter
+        server.description = "a server that is not jackd-ipn"
+        try server.bind(bus)
+        try server.connect()
+        struct Clock { var stop = false, periodsAfterTheJump = 0 }
+        let clock = Locked(Clock())
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var index: UInt64 = 0
+            var jumped = false
+            while !clock.withLock({ $0.stop }) {
+                // The player's periods: at the first one (aplay is playing), the counter jumps.
+                while let period = try? server.withNextMessage(nonBlocking: true, { v in (try? AudioBusMessage.decodeHeader(v.bytes))?.kind == .period }) {
+                    guard period else { continue }
+                    if jumped { clock.withLock { $0.periodsAfterTheJump += 1 } } else { jumped = true; index = .max - 2 }
+                }
+                let h = AudioBusMessage.Header(kind: .mix, index: index, rate: 48000, channels: 2, frames: 256)
+                try? server.send(length: h.size, nonBlocking: true) { out in
+                    _ = out.initializeMemory(as: UInt8.self, repeating: 0)
+                    AudioBusMessage.writeHeader(h, into: out)
+                }
+                index &+= 1
+                usleep(5333)  // this server's clock: a period of 256 frames at 48 kHz
+            }
+            stopped.signal()
+        }
+        let r = try await script("""
+            aplay -q -D "ipn:BUS=$BUS" in.wav; echo "aplay $?"
+            """, timeout: 60)
+        clock.withLock { $0.stop = true }
+        stopped.wait()
+        XCTAssertTrue(r.standardOutput.contains("aplay 0"), "the player lived through the wrap and played to the end: \(r)")
+        XCTAssertGreaterThan(clock.withLock { $0.periodsAfterTheJump }, 100, "its audio kept coming after the jump (a second is 187 periods)")
+    }
+
     func testTheMixerPolicyRoutesClientsToTheServerAndRejectsGarbage() throws {
         PolicyRegistry.register(MixerPolicy.self)
         let policy = MixerPolicy(options: BusOptions())

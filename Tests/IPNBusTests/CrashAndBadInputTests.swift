@@ -163,6 +163,44 @@ final class CrashAndBadInputTests: DirectoryTestCase {
         XCTAssertEqual(try b.receive(timeout: 5)?.bytes, [1])
     }
 
+    /// On a lossless bus a node that claims to have read 2^63 messages (its inbox read cursor, in memory
+    /// it shares with the host) is thrown off with the reason, which `ipn stat` keeps; the other receiver
+    /// gets the next message. (A lossy bus dropped it already.)
+    ///
+    /// Before the fix the host took the cursor for a full queue: it held the message back for that node,
+    /// and every sender with it, for ever; the healthy receiver's wait for message 8 fails.
+    func testAnImpossibleInboxCursorOnALosslessBusGetsTheNodeThrownOffInsteadOfStallingEveryone() throws {
+        let path = dir + "/lossless"
+        let holder = IPNSocket(policy: "hub")
+        holder.options.lossless = true
+        holder.options.queueLength = 8
+        try holder.bind(path)
+        let sender = IPNSocket(), healthy = IPNSocket(), evil = IPNSocket()
+        try sender.shutdown(.read)
+        try sender.connect(path)
+        try healthy.shutdown(.write)
+        try healthy.connect(path)
+        try evil.shutdown(.write)
+        try evil.connect(path)
+        // Both queues fill with 8 messages; the healthy receiver reads its 8, the other none.
+        for i in 0..<8 { try sender.send([UInt8(i)]) }
+        for i in 0..<8 { XCTAssertEqual(try healthy.receive(timeout: TestSupport.patience)?.bytes, [UInt8(i)]) }
+        try XCTUnwrap(evil.inbox).read.store(1 << 63, ordering: .sequentiallyConsistent)
+        try sender.send([8])
+        XCTAssertEqual(try healthy.receive(timeout: TestSupport.patience)?.bytes, [8], "the impossible cursor held nobody back")
+        let told = ipn_poll_readable(try XCTUnwrap(evil.control).fd, Int32(TestSupport.patience * 1000)) == 1
+        XCTAssertTrue(told, "the host tells the node")
+        let reason = "ring cursors corrupted: inbox read cursor 9223372036854775808 is beyond the 8 messages written to it"
+        if told {
+            XCTAssertThrowsError(try evil.awaitReply()) { error in
+                XCTAssertEqual(error as? IPNError, .refused(path: path, reason: reason))
+            }
+        }
+        let status = try holder.status()
+        XCTAssertFalse(status.nodes.contains { $0.id == evil.nodeID }, "the node is off the bus")
+        XCTAssertEqual(status.evictions, ["node \(evil.nodeID ?? 0) (pid \(getpid())): \(reason)"], "ipn stat keeps the reason")
+    }
+
     func testAPoolReferenceNearTheEndOfTheCounterCannotCrashTheHost() throws {
         let path = dir + "/big"
         let a = IPNSocket(), evil = IPNSocket()
