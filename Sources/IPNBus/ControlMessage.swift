@@ -1,3 +1,4 @@
+import CIPNSys
 import Foundation
 
 /// Messages on the control channel between a node and its bus host (one SOCK_SEQPACKET datagram

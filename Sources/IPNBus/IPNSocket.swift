@@ -234,7 +234,7 @@ public final class IPNSocket: @unchecked Sendable {
         case .missing: throw .noSuchBus(path: path)
         case .notASocket: throw .notABus(path: path)
         case .socket(let address, _, _, _):
-            do {
+            do throws(IPNError) {
                 guard let fd = try address.connectHost() else { throw IPNError.staleBus(path: path) }
                 return (ControlChannel(fd: fd), address, proof)
             } catch {
@@ -317,11 +317,11 @@ public final class IPNSocket: @unchecked Sendable {
             throw .protocolViolation("welcome without its four descriptors")
         }
         fds = taken
-        do {
+        do throws(IPNError) {
             // The welcome's numbers size this node's mappings and index its rings. They come from another
             // process (any process can listen on a bus's abstract address), so they are checked before use:
             // what a real host sends, or a protocol violation, never a trap here.
-            do { try w.options.validateLimits() } catch { throw IPNError.protocolViolation("welcome with impossible bus options: \(error)") }
+            do { try w.options.validateLimits() } catch { throw .protocolViolation("welcome with impossible bus options: \(error)") }
             guard w.queueLength == w.options.effectiveQueueLength, w.inlineCapacity == w.options.inlineCapacity else {
                 throw IPNError.protocolViolation("welcome with a queue of \(w.queueLength) and \(w.inlineCapacity) inline bytes, "
                                                  + "not what its options say (\(w.options.effectiveQueueLength), \(w.options.inlineCapacity))")

@@ -22,22 +22,22 @@ final class HostileUserTests: DirectoryTestCase {
         return (bus, address)
     }
 
-    func raw(_ arguments: [String], as identity: TestSupport.Identity?) async throws -> TestSupport.Outcome {
+    static func raw(_ arguments: [String], as identity: TestSupport.Identity?) async throws -> TestSupport.Outcome {
         try TestSupport.require(tool: "/usr/bin/python3")
         let r = try await TestSupport.run("/usr/bin/python3", [Self.rawClient] + arguments, as: identity)
         XCTAssertEqual(r.exitCode, 0, "the raw client itself failed: \(r)")
         return r
     }
 
-    func hello(_ a: BusAddress, _ intent: String, as identity: TestSupport.Identity?, _ extra: [String] = []) async throws -> TestSupport.Outcome {
-        try await raw(["hello", a.abstractName, "\(a.device)", "\(a.inode)", intent] + extra, as: identity)
+    static func hello(_ a: BusAddress, _ intent: String, as identity: TestSupport.Identity?, _ extra: [String] = []) async throws -> TestSupport.Outcome {
+        try await Self.raw(["hello", a.abstractName, "\(a.device)", "\(a.inode)", intent] + extra, as: identity)
     }
 
     /// The raw client's `hold` summary.
     struct Held: Decodable { var opened: Int; var refused: Int; var held: Int; var unanswered: Int; var openingSeconds: Double; var seconds: Double }
 
-    func hold(_ a: BusAddress, _ count: Int, as identity: TestSupport.Identity) async throws -> Held {
-        let r = try await raw(["hold", a.abstractName, "\(count)"], as: identity)
+    static func hold(_ a: BusAddress, _ count: Int, as identity: TestSupport.Identity) async throws -> Held {
+        let r = try await Self.raw(["hold", a.abstractName, "\(count)"], as: identity)
         return try JSONDecoder().decode(Held.self, from: Data(r.standardOutput.utf8))
     }
 
@@ -62,11 +62,11 @@ final class HostileUserTests: DirectoryTestCase {
         XCTAssertTrue(recv.standardError.contains("permission denied on \(path): you cannot reach it"), "\(recv)")
         // A raw client that read the abstract address from /proc/net/unix, whatever it asks.
         for intent in ["connect", "stat", "setOptions", "remove", "bind"] {
-            let r = try await hello(address, intent, as: stranger)
+            let r = try await Self.hello(address, intent, as: stranger)
             XCTAssertTrue(r.standardOutput.contains(#""code":"unreachable""#), "\(intent): \(r)")
             XCTAssertTrue(r.standardOutput.contains("descriptors: 0"), "\(intent): \(r)")
             // Proof of another file it can reach (its own test directory) is no proof.
-            let forged = try await hello(address, intent, as: stranger, ["--proof", dir])
+            let forged = try await Self.hello(address, intent, as: stranger, ["--proof", dir])
             XCTAssertTrue(forged.standardOutput.contains(#""code":"unreachable""#), "\(intent) with a forged proof: \(forged)")
         }
         let status = try bus.status()
@@ -74,9 +74,9 @@ final class HostileUserTests: DirectoryTestCase {
         XCTAssertEqual(status.readers, 1, "the bus is still there with its one member")
         // The same raw client, run by a user who can reach the path and sends the proof, joins: the refusals
         // above are the proof's doing, not the client's.
-        let unproven = try await hello(address, "connect", as: nil)
+        let unproven = try await Self.hello(address, "connect", as: nil)
         XCTAssertTrue(unproven.standardOutput.contains(#""code":"unreachable""#), "\(unproven)")
-        let proven = try await hello(address, "connect", as: nil, ["--proof", path])
+        let proven = try await Self.hello(address, "connect", as: nil, ["--proof", path])
         XCTAssertTrue(proven.standardOutput.contains(#"{"welcome""#) && proven.standardOutput.contains("descriptors: 4"), "\(proven)")
     }
 
@@ -112,7 +112,7 @@ final class HostileUserTests: DirectoryTestCase {
 
     func testAUserWithNoRightIsRefusedAtTheDoorWithoutHoldingAnything() async throws {
         let (bus, address) = try makeBus(dir + "/bus", mode: 0o700)
-        let held = try await hold(address, 200, as: stranger)
+        let held = try await Self.hold(address, 200, as: stranger)
         XCTAssertEqual(held.refused, 200, "every connection of a user the file grants nothing is refused at once: \(held)")
         XCTAssertEqual(held.held, 0, "\(held)")
         XCTAssertEqual(try bus.status().refusedConnections, 200)
@@ -125,14 +125,15 @@ final class HostileUserTests: DirectoryTestCase {
     func testOneUserCannotHoldMoreThanItsShareOfWaitingConnections() async throws {
         let path = dir + "/bus"
         let (bus, address) = try makeBus(path, mode: 0o755)  // the stranger may receive
+        let other = otherStranger
         let (_, outcome) = try await TestSupport.with("/usr/bin/python3", [Self.rawClient, "hold", address.abstractName, "100"], as: stranger) { _ in
             try await TestSupport.waitUntil("the host refused some of the stranger's silent connections",
                                             lastSeen: { "\((try? bus.status().refusedConnections) ?? 0) refused" }) {
                 ((try? bus.status().refusedConnections) ?? 0) > 0
             }
             // Meanwhile another user joins as usual.
-            let other = try await TestSupport.run("ipn", ["recv", path, "--count", "1", "--timeout", "0.1"], as: self.otherStranger)
-            XCTAssertEqual(other.exitCode, 0, "another user's join while the stranger holds its share: \(other)")
+            let joined = try await TestSupport.run("ipn", ["recv", path, "--count", "1", "--timeout", "0.1"], as: other)
+            XCTAssertEqual(joined.exitCode, 0, "another user's join while the stranger holds its share: \(joined)")
             return ((), false)
         }
         let held = try JSONDecoder().decode(Held.self, from: Data(outcome.standardOutput.utf8))
@@ -155,8 +156,9 @@ final class HostileUserTests: DirectoryTestCase {
         let cpuBefore = cpuSeconds(host)
         let start = Date()
         // Two users, 32 silent connections each (their share): more than the host has descriptors for.
-        async let first = hold(address, 32, as: stranger)
-        async let second = hold(address, 32, as: otherStranger)
+        let (one, two) = (stranger, otherStranger)
+        async let first = Self.hold(address, 32, as: one)
+        async let second = Self.hold(address, 32, as: two)
         let (a, b) = try await (first, second)
         let wall = Date().timeIntervalSince(start)
         let cpu = cpuSeconds(host) - cpuBefore
@@ -186,7 +188,7 @@ final class HostileUserTests: DirectoryTestCase {
         let stat = try await TestSupport.run("ipn", ["stat", path], as: stranger)
         XCTAssertEqual(stat.exitCode, 0, "\(stat)")
         // A hello with more descriptors than the host takes is kept; the extra ones are closed.
-        let crowded = try await hello(address, "stat", as: nil, ["--proof", path, "--extra", "12"])
+        let crowded = try await Self.hello(address, "stat", as: nil, ["--proof", path, "--extra", "12"])
         XCTAssertTrue(crowded.standardOutput.contains(#"{"status""#), "\(crowded)")
     }
 }
