@@ -241,8 +241,12 @@ public final class Recorder {
         }
         let r = avformat_write_header(context, &dictionary)
         guard r >= 0 else {
+            // A header the disk would not take (a fragmented MP4 writes its moov here) is a failed write, not
+            // streams the container refused.
+            let writeError = (context.pointee.pb?.pointee.error ?? 0) < 0
             started = true
             close()  // the output opened above
+            if writeError { throw .writeFailed(path: path, reason: MediaError.text(r), kept: nil) }
             throw .output(path: path, reason: "the container refused the streams: \(MediaError.text(r))")
         }
         started = true
