@@ -10,4 +10,10 @@ sleep 0.5
 echo "as root: hello" | "$ipn" send "$bus"
 wait
 echo "x" | setpriv --reuid=65534 --regid=65534 --clear-groups "$ipn" send "$bus" || true   # permission denied: no send (w) right
-"$ipn" rm "$bus"; rmdir "$dir"
+"$ipn" rm "$bus"
+# Reaching the path is part of the right: in a 0700 directory the same bus is closed to others whatever its
+# own bits (every request carries a descriptor of the bus file, which only those who reach it can open).
+mkdir -m 700 "$dir/private"
+"$ipn" create "$dir/private/bus" --mode 0755 --persistent
+setpriv --reuid=65534 --regid=65534 --clear-groups "$ipn" stat "$dir/private/bus" || true   # ...: you cannot reach it
+"$ipn" rm "$dir/private/bus"; rmdir "$dir/private" "$dir"
