@@ -43,7 +43,7 @@ class MediaScriptTestCase: DirectoryTestCase {
 
     /// Frame numbers read from the barcodes of every decoded picture; the decode must be clean.
     func frames(_ input: String, format: [String] = [], line: UInt = #line) async throws -> [UInt32] {
-        let clean = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error"] + format + ["-i", input, "-f", "null", "-"])
+        let clean = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error"] + format + ["-i", input, "-enc_time_base", "-1", "-f", "null", "-"])
         XCTAssertEqual(clean.standardError, "", "decoding \(input) reported errors", line: line)
         let bytes = try await TestSupport.toolBytes("/usr/bin/ffmpeg", ["-v", "error"] + format + ["-i", input, "-map", "0:v", "-fps_mode", "passthrough",
                                                                          "-f", "rawvideo", "-pix_fmt", "gray", "-"])

@@ -140,7 +140,7 @@ final class RecorderDurabilityTests: DirectoryTestCase {
             XCTAssertGreaterThanOrEqual(frames, 25, "\(ext): a 1 MiB disk holds more than a second of the stream")
             // The file ends on a whole cluster or fragment: it decodes without a word from ffmpeg, every frame
             // the recorder counted, in order from a keyframe.
-            let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-f", "null", "-"])
+            let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", file, "-enc_time_base", "-1", "-f", "null", "-"])
             XCTAssertEqual(decode.exitCode, 0, "\(ext): \(decode)")
             XCTAssertEqual(decode.standardError, "", "\(ext): decoding what the full disk kept reported damage")
             let probe = try await Self.probe(file)
@@ -184,7 +184,7 @@ final class RecorderDurabilityTests: DirectoryTestCase {
         XCTAssertEqual(record.exitCode, 0, "\(record)")
         let bytes = try XCTUnwrap(FileManager.default.contents(atPath: out))
         XCTAssertNotNil(bytes.range(of: Data("moof".utf8)), "written in fragments (moof boxes), so a file cut short plays")
-        let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", out, "-f", "null", "-"])
+        let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", out, "-enc_time_base", "-1", "-f", "null", "-"])
         XCTAssertEqual(decode.standardError, "", "decoding the finished file reported errors")
         let probe = try await Self.probe(out)
         XCTAssertTrue(probe.format.contains("mp4"), "\(probe.outcome)")

@@ -281,7 +281,7 @@ final class ViewerTests: MediaScriptTestCase {
                 XCTAssertEqual(holes.count, 0, "\(av[i].type): every packet follows the one before: \(holes.prefix(5)) \(summary)")
             }
         }
-        let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", dir + "/av.mp4", "-f", "null", "-"])
+        let decode = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-v", "error", "-i", dir + "/av.mp4", "-enc_time_base", "-1", "-f", "null", "-"])
         XCTAssertEqual(decode.standardError, "", "decodes cleanly")
         let volume = try await TestSupport.runTool("/usr/bin/ffmpeg", ["-nostats", "-i", dir + "/av.mp4", "-map", "0:a", "-af", "volumedetect", "-f", "null", "-"])
         let mean = volume.standardError.split(separator: "\n").first { $0.contains("mean_volume") }.flatMap { l in Double(l.split(separator: " ").dropLast().last ?? "") }
