@@ -125,7 +125,11 @@ struct ControlChannel {
     }
 
     /// Receives one message (descriptors it carried are the caller's to close).
-    func receive(nonBlocking: Bool = false) throws(IPNError) -> Read {
+    ///
+    /// A peer that closed with a message of ours unread (a host refusing a connection before reading its
+    /// hello) makes the kernel report ECONNRESET once, ahead of what that peer sent before closing, which is
+    /// still queued (the reason for the refusal): the read goes on after the first reset.
+    func receive(nonBlocking: Bool = false, afterReset: Bool = false) throws(IPNError) -> Read {
         // Peek at the datagram's size first: the data path calls this often with nothing queued,
         // and must not pay for a large buffer each time.
         var probe: UInt8 = 0
@@ -133,7 +137,7 @@ struct ControlChannel {
         if peeked < 0 {
             let e = Sys.lastErrno
             if e == .wouldBlock { return .wouldBlock }
-            if e == .connectionReset { return .closed }
+            if e == .connectionReset { return afterReset ? .closed : try receive(nonBlocking: nonBlocking, afterReset: true) }
             if e != .interrupted { throw .system(call: "recv", errno: e) }
         }
         var buffer = [UInt8](repeating: 0, count: min(ControlMessage.maximumSize, max(1, peeked) + 1))
@@ -149,7 +153,7 @@ struct ControlChannel {
         if n < 0 {
             let e = Sys.lastErrno
             if e == .wouldBlock { return .wouldBlock }
-            if e == .connectionReset { return .closed }
+            if e == .connectionReset { return afterReset ? .closed : try receive(nonBlocking: nonBlocking, afterReset: true) }
             throw .system(call: "recvmsg", errno: e)
         }
         if n == 0 { received.forEach(Sys.close); return .closed }
