@@ -136,9 +136,19 @@ public final class AlsaPCM {
     /// The result of one read or write.
     public enum Transfer {
         case frames(Int)
-        /// An overrun (capture) or underrun (playback); the PCM was recovered.
+        /// An overrun (capture) or underrun (playback), or a stall (the driver's wait for the device timed
+        /// out); the PCM was recovered and the samples around it are lost.
         case xrun
     }
+
+    /// Transfers that timed out in the driver ("DMA or IRQ trouble", EIO) and were recovered by restarting
+    /// the PCM. A device that keeps timing out with nothing moving in between is gone.
+    public private(set) var stalls = 0
+    private var stallsInARow = 0
+    static let stallsBeforeGivingUp = 3
+
+    /// Whether the device is running (its clock moves the pointer).
+    public var isRunning: Bool { snd_pcm_state(pcm) == SND_PCM_STATE_RUNNING }
 
     /// Reads up to `frames` frames into `buffer` (blocking). Recovers xruns; throws when the device fails.
     public func read(into buffer: UnsafeMutableRawPointer, frames: Int) throws(DeviceError) -> Transfer {
@@ -153,16 +163,32 @@ public final class AlsaPCM {
     }
 
     private func settle(_ n: Int, _ call: String) throws(DeviceError) -> Transfer {
-        if n >= 0 { return .frames(n) }
+        if n >= 0 {
+            if n > 0 { stallsInARow = 0 }
+            return .frames(n)
+        }
         let code = Int32(n)
         if code == -EAGAIN || code == -EINTR { return .frames(0) }
+        // EIO: the driver waited for the device longer than its timeout. A virtual card on a stalled (emulated,
+        // overloaded) machine does that and runs on once restarted; a dead one keeps doing it.
+        if code == -EIO && stallsInARow + 1 < AlsaPCM.stallsBeforeGivingUp {
+            stallsInARow += 1
+            stalls += 1
+            let r = snd_pcm_prepare(pcm)
+            if r < 0 { throw .gone(device: "alsa:\(name)", "\(call): \(String(cString: snd_strerror(code))), then snd_pcm_prepare: \(String(cString: snd_strerror(r)))") }
+            if direction == .capture { _ = snd_pcm_start(pcm) }
+            return .xrun
+        }
         if code == -EPIPE || code == -ESTRPIPE {
             let r = snd_pcm_recover(pcm, code, 1)
             if r < 0 { throw .alsa(device: "alsa:\(name)", call: "snd_pcm_recover", code: r) }
             if direction == .capture { _ = snd_pcm_start(pcm) }
             return .xrun
         }
-        if code == -ENODEV || code == -EBADFD || code == -EIO {
+        if code == -EIO {
+            throw .gone(device: "alsa:\(name)", "\(call): \(String(cString: snd_strerror(code))) (\(AlsaPCM.stallsBeforeGivingUp) times in a row with nothing transferred)")
+        }
+        if code == -ENODEV || code == -EBADFD {
             throw .gone(device: "alsa:\(name)", "\(call): \(String(cString: snd_strerror(code)))")
         }
         throw .alsa(device: "alsa:\(name)", call: call, code: code)

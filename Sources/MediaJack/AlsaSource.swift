@@ -27,6 +27,7 @@ public enum AlsaSource {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: pcm.period * pcm.frameBytes, alignment: 16)
         defer { buffer.deallocate() }
         let periodNs = Int64(pcm.period) * 1_000_000_000 / Int64(pcm.rate)
+        let bufferNs = Int64(pcm.bufferFrames) * 1_000_000_000 / Int64(pcm.rate)
         var p = Progress()
         let start = MediaPublisher.monotonic()
         var anchor: Int64?          // bus time of sample `anchorFrame`
@@ -53,6 +54,16 @@ public enum AlsaSource {
                 return t.at - Int64(t.available + pcm.period) * 1_000_000_000 / Int64(pcm.rate)
             }()
             var pts = anchor.map { $0 + Int64(p.frames - anchorFrame) * 1_000_000_000 / Int64(pcm.rate) } ?? measured
+            // The driver's clock ran a buffer ahead of the samples read, yet it reported no overrun: its pointer
+            // went a whole lap round the ring (a virtual card whose timer stalled with the machine). The samples
+            // of that lap are lost; say so, flag the break, count it.
+            if anchor != nil, measured - pts >= bufferNs - periodNs {
+                p.xruns += 1
+                discontinuity = true
+                report("alsa:\(name): the device's clock ran \((measured - pts) / 1_000_000) ms ahead of the samples read without an overrun "
+                       + "(its pointer lapped the \(bufferNs / 1_000_000) ms buffer): samples lost, counted as an xrun")
+                anchor = nil
+            }
             if anchor == nil || abs(pts - measured) > 20_000_000 {
                 if anchor != nil { p.reanchors += 1 }
                 anchor = measured

@@ -38,6 +38,11 @@ public enum AudioPlayer {
         var decoder: AudioDecoder?
         var pcm: AlsaPCM?
         let bound = Int64(s.latencyMilliseconds) * 1_000_000
+        // When the last write returned and how much was queued then, while the device ran: a device that has
+        // since played longer than that ran dry, whether or not its driver reports an underrun (a virtual card
+        // whose timer stalled with the machine moves its pointer a whole lap and reports nothing: it replays a
+        // buffer of old samples).
+        var lastWrite: (at: Int64, queued: Int64)?
         while !shouldStop() {
             guard let event = try consumer.next(timeout: 0.2) else { continue }
             switch event {
@@ -69,24 +74,35 @@ public enum AudioPlayer {
                 let queued = Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
                 let heard = Double(now) + Double(queued), ends = Double(h.pts) + Double(h.duration)
                 if heard - ends > 2 * Double(bound) { p.skippedLate += 1; continue }
+                let periodNs = Int64(pcm.period) * 1_000_000_000 / Int64(pcm.rate)
+                let ranDry = lastWrite.flatMap { w in now - w.at > w.queued + periodNs ? (now - w.at, w.queued) : nil }
+                var underrunReported = false
                 try payload.withUnsafeBytes { bytes in
                     try decoder.decode(bytes) { frames, samples in
                         var done = 0
                         while done < frames {
                             switch try pcm.write(samples.baseAddress! + done * pcm.channels, frames: frames - done) {
                             case .frames(let n): done += n
-                            case .xrun: p.xruns += 1
+                            case .xrun: p.xruns += 1; underrunReported = true
                             }
                         }
                         p.framesPlayed += frames
                     }
                 }
+                if let (played, queued) = ranDry, !underrunReported {
+                    p.xruns += 1
+                    report("alsa:\(s.device): the device played \(played / 1_000_000) ms with \(queued / 1_000_000) ms queued and reported no underrun "
+                           + "(its clock jumped: a stalled or virtual machine); it may have replayed old samples; counted as an xrun")
+                }
+                let written = MediaPublisher.monotonic()
+                lastWrite = pcm.isRunning ? (written, Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)) : nil
                 let heardAt = MediaPublisher.monotonic() + Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
                 p.latencyMilliseconds = (Double(heardAt) - Double(h.pts)) / 1e6
                 progress(p)
             case .endOfStream(let id):
                 guard id == playing else { continue }
                 pcm?.drain()
+                lastWrite = nil
                 report("stream \(id) ended")
                 pcm = nil
                 decoder = nil

@@ -203,10 +203,12 @@ final class DeviceTierTests: XCTestCase {
         for (a, b) in zip(heard, heard.dropFirst()) where b &- a != 1 {
             if b &- a > 1 { breaks += 1 } else { repeats += 1 }
         }
-        XCTAssertEqual(repeats, 0, "samples repeated or out of order between the bus and the card")
         // Samples may be lost only where the player or the recorder said so (late periods skipped, xruns,
-        // gaps on the bus, arecord's overruns); nothing silent.
+        // gaps on the bus, arecord's overruns); nothing silent. Samples may repeat only where the player said
+        // the device ran dry without an underrun (a virtual card whose timer stalled replays a buffer).
         let reported = r.playerLosses("play.log") + overruns
+        let dry = r.count("reported no underrun", in: "play.log")
+        XCTAssertLessThanOrEqual(repeats, dry, "samples repeated or out of order without a report: \(r.text("play.log"))")
         XCTAssertLessThanOrEqual(breaks, reported, "samples lost without a report: \(r.text("play.log")) \(r.text("arecord.log"))")
     }
 
@@ -567,7 +569,8 @@ struct VMRun: Sendable {
         ipn create /run/snd --policy media --mtu 1000000 --persistent
         start recS.log mediajack record /run/snd s1.mkv
         waitfor 60 "the recorder joined /run/snd" node /run/snd "record s1.mkv"
-        start pubS.log mediajack publish alsa:hw:Loopback,1,0 /run/snd
+        # A generous buffer (320 ms): the emulated machine's timer may stall (see the player below).
+        start pubS.log mediajack publish alsa:hw:Loopback,1,0 /run/snd --periods 16
         waitfor 60 "the publisher's capture runs" pcm 1c 0 RUNNING
         run tone.log aplay -D hw:Loopback,0,0 tone.wav
         n=$(sentnow /run/snd publish); waitfor 60 "the publisher captured on after the tone" sent /run/snd publish $((n + 25))
