@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +68,8 @@ int ipn_poll_readable(int fd, int timeout_ms) {
     int n = poll(&p, 1, timeout_ms);
     return n < 0 ? -1 : (n > 0 ? 1 : 0);
 }
+
+int ipn_stdout_line_buffered(void) { return setvbuf(stdout, NULL, _IOLBF, 0); }
 
 int ipn_seqpacket_socket(void) { return socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0); }
 

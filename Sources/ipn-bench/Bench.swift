@@ -31,6 +31,12 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also measure the viewers: the browser feed's cost per frame, `mediajack serve` fan-out against a remux per viewer.") var viewers = true
     @Flag(name: .customLong("viewers-only"), help: "Only the viewers part.") var viewersOnly = false
 
+    static func main() {
+        // Each result line reaches `ipn-bench > results.txt` as it is measured: a run cut short keeps what it found.
+        StandardOutput.flushEveryLine()
+        main(nil)
+    }
+
     func run() throws {
         if networkOnly {
             printMachine()

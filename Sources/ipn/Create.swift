@@ -66,17 +66,8 @@ struct Create: ParsableCommand {
     }
 }
 
-/// Blocks until SIGINT or SIGTERM (no handler race: both are blocked except inside sigsuspend).
+/// Blocks until SIGINT or SIGTERM (no handler race: the wait is on the eventfd the handler signals).
 func waitForStopSignal() {
     installNetworkStopHandlers()
-    var block = sigset_t(), old = sigset_t()
-    sigemptyset(&block)
-    sigaddset(&block, SIGINT)
-    sigaddset(&block, SIGTERM)
-    sigprocmask(SIG_BLOCK, &block, &old)
-    var waiting = old
-    sigdelset(&waiting, SIGINT)
-    sigdelset(&waiting, SIGTERM)
-    while !networkStop.load(ordering: .relaxed) { sigsuspend(&waiting) }
-    sigprocmask(SIG_SETMASK, &old, nil)
+    while !StopSignal.requested { _ = try? StopSignal.wait(for: []) }
 }

@@ -13,6 +13,8 @@ struct Demo: ParsableCommand {
     @Option(help: "Messages to send.") var count = 2000
 
     func run() throws {
+        // Ctrl-C or SIGTERM ends the sending early; the receivers' counts and the bus status still print.
+        StopSignal.install()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ipn-demo-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -51,13 +53,15 @@ struct Demo: ParsableCommand {
                 }
             }
             let start = Date()
-            for i in 0..<count {
+            var sent = 0
+            for i in 0..<count where !StopSignal.requested {
+                sent += 1
                 let size = i % 100 == 99 ? 4 << 20 : 64 + i % 1400
                 try sender.send(length: size) { b in b.initializeMemory(as: UInt8.self, repeating: UInt8(i & 0xff)) }
             }
             try sender.send(Array("end".utf8))
             group.wait()
-            print(String(format: "sent %d messages in %.3f s", count + 1, Date().timeIntervalSince(start)))
+            print(String(format: "sent %d messages in %.3f s", sent + 1, Date().timeIntervalSince(start)))
             results.lines.forEach { print($0) }
             let s = try manager.status()
             print("bus status: \(s.nodes.count) nodes, \(s.readers) readers, \(s.writers) writers, host pid \(s.hostPID)")

@@ -21,6 +21,12 @@ struct IPN: ParsableCommand {
               ipn rm /tmp/bus
             """,
         subcommands: [Create.self, Send.self, Recv.self, Stat.self, List.self, Set.self, Remove.self, Tap.self, Grab.self, CableCommand.self, Demo.self])
+
+    static func main() {
+        // What a command prints reaches a pipe or a log line by line, not at exit.
+        StandardOutput.flushEveryLine()
+        main(nil)
+    }
 }
 
 /// Prints an error in one sentence and exits non-zero: the house style for every subcommand.

@@ -1,15 +1,11 @@
 import ArgumentParser
-import Atomics
 import Foundation
 import Glibc
 import IPNBus
 
-/// Set by SIGINT/SIGTERM: the long-running network commands stop cleanly and print their counters.
-let networkStop = ManagedAtomic(false)
-
+/// SIGINT/SIGTERM stop the long-running network commands cleanly: they print their counters.
 func installNetworkStopHandlers() {
-    signal(SIGINT) { _ in networkStop.store(true, ordering: .relaxed) }
-    signal(SIGTERM) { _ in networkStop.store(true, ordering: .relaxed) }
+    StopSignal.install()
     signal(SIGPIPE, SIG_IGN)
 }
 
@@ -24,7 +20,7 @@ func attach(bus: String, interface: String, kind: InterfaceNode.Kind) throws {
             say("note: on a bus without --vnet-hdr, TCP from a peer with offloads (a veth in a namespace) needs them off there: "
                 + "ethtool -K PEER tso off gso off tx off")
         }
-        try node.run { networkStop.load(ordering: .relaxed) }
+        try node.run { StopSignal.requested }
         print("\(node.interface): \(node.framesToBus) frames to the bus, \(node.framesFromBus) from it, \(node.dropped) dropped")
     } catch {
         throw fail(error)
@@ -96,7 +92,7 @@ struct CableCommand: ParsableCommand {
         do {
             let cable = try Cable(busA, busB)
             FileHandle.standardError.write(Data("ipn: cable between \(busA) and \(busB)\n".utf8))
-            try cable.run { networkStop.load(ordering: .relaxed) }
+            try cable.run { StopSignal.requested }
             print("cable: \(cable.framesAtoB) frames \(busA) → \(busB), \(cable.framesBtoA) back, \(cable.dropped) dropped")
         } catch {
             throw fail(error)

@@ -9,6 +9,9 @@ struct Recv: ParsableCommand {
             Each message prints as one line: text as is, or hex with --hex. --summary prints one JSON line \
             at the end with counts, sequence gaps per sender and drops, for scripts and tests.
 
+            Ctrl-C or SIGTERM ends it cleanly: the messages the bus had already delivered to it are printed, \
+            then the summary. Each line goes out as it is printed, also into a pipe or a file.
+
             Sequence numbers are what each sender wrote (the bus copies them unchecked), so they are compared \
             the way serial numbers are (RFC 1982): a number up to 2^63 - 1 ahead of the sender's last one follows \
             it, with the numbers between counted as gaps; any other (equal, behind, or 2^63 and more ahead) \
@@ -42,6 +45,7 @@ struct Recv: ParsableCommand {
     }
 
     func run() throws {
+        StopSignal.install()
         let socket = IPNSocket()
         socket.description = description
         socket.wantsMembership = membership
@@ -51,8 +55,9 @@ struct Recv: ParsableCommand {
             if receiveOnly { try socket.shutdown(.write) }
             try socket.connect(path)
             if summary { FileHandle.standardError.write(Data("ipn recv: joined \(path) as node \(socket.nodeID ?? 0)\n".utf8)) }
+            var stopping = false
             while count.map({ s.messages < $0 }) ?? true {
-                guard let m = try socket.receive(timeout: timeout) else { break }
+                guard let m = try next(socket, stopping: &stopping) else { break }
                 if case .membership(let r, let w) = m.kind {
                     print("membership: \(r) readers, \(w) writers")
                     continue
@@ -82,6 +87,22 @@ struct Recv: ParsableCommand {
             throw fail(error)
         }
         if summary { emit(&s, socket, last.count) }
+    }
+
+    /// The next message or notice; nil once `--timeout` seconds passed without one, or after SIGINT/SIGTERM
+    /// once the messages the bus had already delivered to this node are taken (they are printed, not lost).
+    private func next(_ socket: IPNSocket, stopping: inout Bool) throws(IPNError) -> Message? {
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        while true {
+            if let m = try socket.receive(nonBlocking: true) { return m }
+            if stopping { return nil }
+            // The bus's descriptor and the stop signal at once: a signal ends the wait whenever it comes.
+            switch try StopSignal.wait(for: [socket.pollDescriptor], timeout: deadline.map { max(0, $0.timeIntervalSinceNow) }) {
+            case .readable: continue
+            case .timedOut: return try socket.receive(nonBlocking: true)  // one that came as time ran out still counts
+            case .stopped: stopping = true
+            }
+        }
     }
 
     private func emit(_ s: inout Summary, _ socket: IPNSocket, _ senders: Int) {

@@ -24,9 +24,13 @@ struct JackdIPN: ParsableCommand {
             """,
         subcommands: [Serve.self, Stat.self],
         defaultSubcommand: Serve.self)
-}
 
-let stopRequested = ManagedAtomic(false)
+    static func main() {
+        // `jackd-ipn stat` into a pipe or a log line by line, like the server's own lines (on stderr).
+        StandardOutput.flushEveryLine()
+        main(nil)
+    }
+}
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve buses (the default command).")
@@ -52,8 +56,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
-        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        StopSignal.install()  // Ctrl-C and SIGTERM stop the clock cleanly: the last line says how it went
         signal(SIGPIPE, SIG_IGN)
         var s = AudioServer.Settings()
         s.buses = bus.split(separator: ",").map(String.init)
@@ -63,7 +66,7 @@ struct Serve: ParsableCommand {
         let say = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         do {
             let server = try AudioServer(s, report: say)
-            try server.run { stopRequested.load(ordering: .relaxed) }
+            try server.run { StopSignal.requested }
             say("jackd-ipn: stopped after \(server.index) periods, \(server.serverXruns) server xruns")
         } catch {
             say("jackd-ipn: \(error)")

@@ -44,7 +44,7 @@ struct Demo: ParsableCommand {
                     let publisher = try MediaPublisher(bus: bus, description: "demo test:video")
                     var s = TestSource.VideoSettings()
                     s.gop = 25
-                    let p = try TestSource.runVideo(s, on: publisher, frameLimit: nil, shouldStop: { stop.value || stopRequested.load(ordering: .relaxed) }) { _ in }
+                    let p = try TestSource.runVideo(s, on: publisher, frameLimit: nil, shouldStop: { stop.value || stopRequested }) { _ in }
                     videoReport.value = "video publisher: \(p.frames) H.264 frames, \(p.bytes) bytes, 640x360 at 25 fps, GOP 25"
                 } catch { videoReport.value = "video publisher failed: \(error)" }
             }
@@ -53,7 +53,7 @@ struct Demo: ParsableCommand {
                 defer { group.leave() }
                 do {
                     let publisher = try MediaPublisher(bus: bus, description: "demo test:audio")
-                    let n = try TestSource.runAudio(on: publisher, periodLimit: nil, shouldStop: { stop.value || stopRequested.load(ordering: .relaxed) })
+                    let n = try TestSource.runAudio(on: publisher, periodLimit: nil, shouldStop: { stop.value || stopRequested })
                     audioReport.value = "audio publisher: \(n) periods of 20 ms, 997 Hz, 48 kHz stereo"
                 } catch { audioReport.value = "audio publisher failed: \(error)" }
             }
@@ -62,7 +62,7 @@ struct Demo: ParsableCommand {
             let consumer = try MediaConsumer(bus: bus, description: "demo recorder")
             let recorder = try Recorder(path: out)
             let deadline = Date().addingTimeInterval(seconds + 5)
-            while recorder.duration < seconds && Date() < deadline && !stopRequested.load(ordering: .relaxed) {
+            while recorder.duration < seconds && Date() < deadline && !stopRequested {
                 guard let e = try consumer.next(timeout: 0.5) else { continue }
                 switch e {
                 case .streamAdded(let id, _, let d): recorder.add(stream: id, d)

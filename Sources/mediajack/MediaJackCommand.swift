@@ -26,15 +26,21 @@ struct MediaJackCommand: ParsableCommand {
               mediajack stat /tmp/cam
             """,
         subcommands: [Publish.self, Record.self, Play.self, View.self, Serve.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
+
+    static func main() {
+        // Summaries and per-event lines reach a pipe or a log as they are printed, not at exit.
+        StandardOutput.flushEveryLine()
+        main(nil)
+    }
 }
 
-/// Set by SIGINT/SIGTERM: long-running commands finish cleanly (recorders write their trailer).
-let stopRequested = ManagedAtomic(false)
+/// Whether SIGINT/SIGTERM came: long-running commands finish cleanly (recorders write their trailer, every
+/// command prints its summary).
+var stopRequested: Bool { StopSignal.requested }
 
 func installStopHandlers() {
     MediaLibrary.quiet()
-    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
-    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+    StopSignal.install()
 }
 
 func fail(_ error: any Error) -> ExitCode {

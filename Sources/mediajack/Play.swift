@@ -40,7 +40,7 @@ struct Play: ParsableCommand {
         var line = ProgressLine()
         do {
             let p = try AudioPlayer.run(bus: bus, s, report: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
-                                        shouldStop: { stopRequested.load(ordering: .relaxed) || deadline.map { Date() >= $0 } ?? false }) { p in
+                                        shouldStop: { stopRequested || deadline.map { Date() >= $0 } ?? false }) { p in
                 line.show(String(format: "%.1f s played  latency %.0f ms  %d late skipped  %d xruns", Double(p.framesPlayed) / Double(rate ?? 48_000),
                                  p.latencyMilliseconds, p.skippedLate, p.xruns))
             }

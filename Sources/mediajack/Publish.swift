@@ -79,7 +79,7 @@ struct Publish: ParsableCommand {
 
     func run() throws {
         installStopHandlers()
-        let stop = { stopRequested.load(ordering: .relaxed) }
+        let stop = { stopRequested }
         do {
             var line = ProgressLine()
             switch source {

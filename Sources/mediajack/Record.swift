@@ -71,7 +71,7 @@ struct Record: ParsableCommand {
             var replayed = 0
             // A failure ends the progress line before the error is printed (a write that failed, the bus gone).
             do {
-                while !stopRequested.load(ordering: .relaxed) && !ended {
+                while !stopRequested && !ended {
                     let next: MediaEvent?
                     switch source {
                     case .buffered(let buffer): next = try buffer.next(timeout: 0.2)

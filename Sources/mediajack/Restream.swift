@@ -62,7 +62,7 @@ struct Restream: ParsableCommand {
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var line = ProgressLine()
             var hadStreams = false
-            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+            while !stopRequested && deadline.map({ Date() < $0 }) ?? true {
                 guard let event = try consumer.next(timeout: 0.2) else { continue }
                 if case .streamAdded = event { hadStreams = true }
                 restreamer.handle(event, report: say)

@@ -114,7 +114,7 @@ struct Serve: ParsableCommand {
                     say("cannot serve stream \(id): \(error)")
                 }
             }
-            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+            while !stopRequested && deadline.map({ Date() < $0 }) ?? true {
                 let c = hub.counters
                 if c.cutOff > cutOff {
                     cutOff = c.cutOff

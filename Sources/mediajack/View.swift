@@ -49,7 +49,7 @@ struct View: ParsableCommand {
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var fitted: StreamDescription?
             var drawn: (serial: Int, state: LiveViewer.State, at: Date)? = nil
-            while !stopRequested.load(ordering: .relaxed) && deadline.map({ Date() < $0 }) ?? true {
+            while !stopRequested && deadline.map({ Date() < $0 }) ?? true {
                 let input = window.handleEvents(timeout: 0.005)
                 if input == .quit { break }
                 if let e = viewer.error { throw e }

@@ -41,6 +41,11 @@ int ipn_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 /// poll(fd, POLLIN) for up to timeout_ms; 1 readable, 0 timeout, -1 error.
 int ipn_poll_readable(int fd, int timeout_ms);
 
+/// setvbuf(stdout, NULL, _IOLBF, 0): standard output goes out at every newline, into a pipe or a file too
+/// (stdio would otherwise keep it until its buffer fills or the process exits). Call before any output.
+/// Returns 0 or non-zero.
+int ipn_stdout_line_buffered(void);
+
 /// socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0).
 int ipn_seqpacket_socket(void);
 /// bind to an abstract address ("\0" + name). 
