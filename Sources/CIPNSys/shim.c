@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -67,6 +68,24 @@ int ipn_poll_readable(int fd, int timeout_ms) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int n = poll(&p, 1, timeout_ms);
     return n < 0 ? -1 : (n > 0 ? 1 : 0);
+}
+
+_Static_assert(IPN_INOTIFY_ATTRIB == IN_ATTRIB && IPN_INOTIFY_MOVED_TO == IN_MOVED_TO && IPN_INOTIFY_CREATE == IN_CREATE
+                   && IPN_INOTIFY_DELETE_SELF == IN_DELETE_SELF && IPN_INOTIFY_MOVE_SELF == IN_MOVE_SELF
+                   && IPN_INOTIFY_UNMOUNT == IN_UNMOUNT && IPN_INOTIFY_Q_OVERFLOW == IN_Q_OVERFLOW
+                   && IPN_INOTIFY_IGNORED == IN_IGNORED && IPN_INOTIFY_EVENT_SIZE == sizeof(struct inotify_event),
+               "CIPNSys.h's inotify values are the kernel's");
+
+int ipn_inotify_watch_directory(const char *dir) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    if (inotify_add_watch(fd, dir, IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_ONLYDIR) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 int ipn_stdout_line_buffered(void) { return setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -32,7 +32,13 @@ public enum AudioPlayer {
 
     public static func run(bus: String, _ s: Settings, report: (String) -> Void, shouldStop: () -> Bool,
                            progress: (Progress) -> Void) throws -> Progress {
-        let consumer = try MediaConsumer(bus: bus, description: "mediajack play alsa:\(s.device)")
+        try run(try MediaConsumer(bus: bus, description: "mediajack play alsa:\(s.device)"), s, report: report,
+                shouldStop: shouldStop, progress: progress)
+    }
+
+    /// The same on a consumer already on the bus (one that waited for the bus to appear, say).
+    public static func run(_ consumer: MediaConsumer, _ s: Settings, report: (String) -> Void, shouldStop: () -> Bool,
+                           progress: (Progress) -> Void) throws -> Progress {
         var p = Progress()
         var playing: UInt32?
         var decoder: AudioDecoder?

@@ -1,4 +1,6 @@
+import CIPNSys
 import Foundation
+import Glibc
 import IPNBus
 import MediaWire
 
@@ -7,6 +9,7 @@ import MediaWire
 /// own pace. A picture replaced before it was shown counts as dropped.
 public final class LiveViewer: Sendable {
     public enum State: String, Sendable {
+        case waitingForBus = "waiting for a bus"
         case waitingForPublisher = "waiting for a publisher"
         case waitingForKeyframe = "waiting for a keyframe"
         case playing = "playing"
@@ -39,6 +42,8 @@ public final class LiveViewer: Sendable {
     /// What the receiving thread and the window share.
     private let shared = Locked(Shared())
     private let finished = DispatchSemaphore(value: 0)
+    /// An eventfd `stop()` signals: it ends the receiving thread's wait for a bus that has not appeared.
+    private let cancel: Int32 = ipn_eventfd()
 
     private struct Shared {
         var latest: Picture?
@@ -50,17 +55,41 @@ public final class LiveViewer: Sendable {
         var stopped = false
     }
 
-    public init(bus: String, stream: UInt32?, report: @escaping @Sendable (String) -> Void) throws(IPNError) {
-        let consumer = try MediaConsumer(bus: bus, description: "mediajack view")
+    /// Joins `bus` and starts the receiving thread. With `whenWaitingForBus`, a viewer started before its bus
+    /// starts anyway: its thread waits for the bus to appear (`BusArrival`; state `.waitingForBus`, which the
+    /// window shows), calling `whenWaitingForBus` once as the wait begins; `stop()` ends that wait too.
+    /// Without it, no bus at `bus` is an error here.
+    public init(bus: String, stream: UInt32?, report: @escaping @Sendable (String) -> Void,
+                whenWaitingForBus: (@Sendable () -> Void)? = nil) throws(IPNError) {
         wanted = stream
         self.report = report
-        // The consumer is the receiving thread's alone.
-        Thread.detachNewThread(owning: consumer) { [self] consumer in run(consumer); finished.signal() }
+        do throws(IPNError) {
+            let consumer = try MediaConsumer(bus: bus, description: "mediajack view")
+            // The consumer is the receiving thread's alone.
+            Thread.detachNewThread(owning: consumer) { [self] consumer in run(consumer); finished.signal() }
+        } catch {
+            guard let whenWaitingForBus, Self.meansNoBusYet(error) else { throw error }
+            shared.withLock { $0.state = .waitingForBus }
+            Thread.detachNewThread { [self] in
+                waitForBus(bus, whenWaitingForBus)
+                finished.signal()
+            }
+        }
     }
 
-    /// Stops the receiving thread and waits for it.
+    deinit { if cancel >= 0 { close(cancel) } }
+
+    private static func meansNoBusYet(_ error: IPNError) -> Bool {
+        switch error {
+        case .noSuchBus, .staleBus, .busGone: true
+        default: false
+        }
+    }
+
+    /// Stops the receiving thread (or its wait for the bus) and waits for it.
     public func stop() {
         shared.withLock { $0.stopped = true }
+        _ = ipn_eventfd_signal(cancel)
         finished.wait()
     }
 
@@ -78,6 +107,21 @@ public final class LiveViewer: Sendable {
     private func set(_ s: State) {
         let changed = shared.withLock { shared -> Bool in defer { shared.state = s }; return shared.state != s }
         if changed { report(s.rawValue) }
+    }
+
+    /// The receiving thread of a viewer started before its bus: it waits for the bus, then receives. The consumer
+    /// is made on this thread and stays on it.
+    private func waitForBus(_ bus: String, _ waiting: () -> Void) {
+        do {
+            let joined = try BusArrival.join(bus, cancel: cancel, waiting: waiting) { () throws(IPNError) in
+                try MediaConsumer(bus: bus, description: "mediajack view")
+            }
+            guard let consumer = joined else { return }  // stopped while it waited
+            run(consumer)
+        } catch {
+            shared.withLock { $0.failure = error }
+            report("cannot join the bus: \(error)")
+        }
     }
 
     private func run(_ consumer: MediaConsumer) {
@@ -103,6 +147,7 @@ public final class LiveViewer: Sendable {
             decoder = nil
             return false
         }
+        shared.withLock { $0.state = .waitingForPublisher }  // on the bus now (a viewer that waited for it was waitingForBus)
         report("\(State.waitingForPublisher.rawValue)")
         do {
             while !shared.withLock({ $0.stopped }) {

@@ -60,6 +60,24 @@ func ensureMediaBus(_ path: String, mtu: Int) throws -> IPNSocket? {
     return holder
 }
 
+/// Readers start before their writer: joins the bus at `path` with `join`, and when there is no bus there
+/// yet waits for one to appear, saying so once on stderr; with `noWait` (`--no-wait`) fails at once instead.
+func joinWaitingForBus<T>(_ path: String, noWait: Bool, _ join: () throws(IPNError) -> T) throws -> T {
+    PolicyRegistry.register(MediaPolicy.self)
+    if noWait { return try join() }
+    let joined = try BusArrival.join(path, waiting: {
+        FileHandle.standardError.write(Data("mediajack: waiting for a bus at \(path) (--no-wait to fail instead)\n".utf8))
+    }, join)
+    guard let joined else { throw StoppedWaiting(path: path) }
+    return joined
+}
+
+/// Ctrl-C or SIGTERM before the bus a reader waited for appeared: it did nothing, and says so.
+struct StoppedWaiting: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "stopped while waiting for a bus at \(path); nothing was read" }
+}
+
 /// A progress line on a terminal, nothing otherwise.
 struct ProgressLine {
     let enabled = isatty(STDERR_FILENO) != 0

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import IPNBus
 import MediaJack
+import MediaWire
 
 struct Play: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,7 +11,8 @@ struct Play: ParsableCommand {
             Joins the bus, takes its first audio stream (or --stream ID), decodes it (PCM, AAC, ...), converts \
             it to the device's rate and channels with libswresample, and plays it. Audio older than twice \
             --latency is skipped, so the sound stays live. When the stream ends the player waits for the next \
-            one, unless --until-end.
+            one, unless --until-end. Started before the bus exists, it says so and waits for a publisher to create \
+            it (--no-wait fails at once instead).
 
             Examples:
               mediajack play /tmp/cam alsa:default
@@ -24,6 +27,8 @@ struct Play: ParsableCommand {
     @Option(help: "Latency bound in milliseconds (device buffer; older audio is skipped).") var latency = 100
     @Option(help: "Stop after this many seconds.") var duration: Double?
     @Flag(name: .customLong("until-end"), help: "Exit when the stream ends.") var untilEnd = false
+    @Flag(name: .customLong("no-wait"), help: "Fail at once when there is no bus at the path, instead of waiting for one to appear.")
+    var noWait = false
 
     func validate() throws {
         guard device.hasPrefix("alsa:"), device.count > 5 else { throw ValidationError("the device must be alsa:NAME, e.g. alsa:default or alsa:hw:1,0") }
@@ -36,10 +41,13 @@ struct Play: ParsableCommand {
         var s = AudioPlayer.Settings()
         s.device = String(device.dropFirst(5))
         s.rate = rate; s.channels = channels; s.latencyMilliseconds = latency; s.stream = stream; s.untilEnd = untilEnd
-        let deadline = duration.map { Date().addingTimeInterval($0) }
         var line = ProgressLine()
         do {
-            let p = try AudioPlayer.run(bus: bus, s, report: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
+            let consumer = try joinWaitingForBus(bus, noWait: noWait) { () throws(IPNError) in
+                try MediaConsumer(bus: bus, description: "mediajack play alsa:\(s.device)")
+            }
+            let deadline = duration.map { Date().addingTimeInterval($0) }  // from the join on, not the wait for the bus
+            let p = try AudioPlayer.run(consumer, s, report: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
                                         shouldStop: { stopRequested || deadline.map { Date() >= $0 } ?? false }) { p in
                 line.show(String(format: "%.1f s played  latency %.0f ms  %d late skipped  %d xruns", Double(p.framesPlayed) / Double(rate ?? 48_000),
                                  p.latencyMilliseconds, p.skippedLate, p.xruns))

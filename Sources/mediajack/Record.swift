@@ -20,6 +20,9 @@ struct Record: ParsableCommand {
                     plays up to its last fragment, about a second before the kill
               .ts   plays up to about a second before the kill
 
+            Started before the bus exists, it says so and waits for a publisher to create it (--no-wait fails \
+            at once instead).
+
             If writing fails (a full disk, an I/O error), recording stops, the file is cut back to its last whole \
             cluster or fragment, which plays, and the command exits 1 naming the cause; so does a file that could \
             not be finished (its trailer or last flush failed).
@@ -39,6 +42,8 @@ struct Record: ParsableCommand {
     @Option(name: .customLong("lossless-buffer"),
             help: "Never lose a frame while the output lags by less than this (e.g. 10s or 256MiB); past it, drop loudly until the next keyframe.")
     var losslessBuffer: String?
+    @Flag(name: .customLong("no-wait"), help: "Fail at once when there is no bus at the path, instead of waiting for one to appear.")
+    var noWait = false
 
     func validate() throws {
         guard ["cached-gop", "next-keyframe"].contains(join) else { throw ValidationError("--join must be cached-gop or next-keyframe") }
@@ -53,8 +58,11 @@ struct Record: ParsableCommand {
         PolicyRegistry.register(MediaPolicy.self)
         let kinds = Set(streams.split(separator: ",").map(String.init))
         do {
-            let consumer = { () throws(IPNError) in
-                try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe || join == "next-keyframe", description: "mediajack record \(output)")
+            // A recorder started before its publisher waits for the bus; the file is made once there is one.
+            func consumer() throws -> MediaConsumer {
+                try joinWaitingForBus(bus, noWait: noWait) { () throws(IPNError) in
+                    try MediaConsumer(bus: bus, joinAtNextKeyframe: nextKeyframe || join == "next-keyframe", description: "mediajack record \(output)")
+                }
             }
             // With a lossless buffer the consumer belongs to the buffer's thread; this one reads the buffer.
             let source: Source

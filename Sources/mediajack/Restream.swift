@@ -14,7 +14,8 @@ struct Restream: ParsableCommand {
             lower its --bitrate). It joins at a keyframe. When the server goes away it keeps \
             draining the bus (the publisher is never held back) and reconnects with backoff, 1 s doubling to \
             30 s, starting again at a keyframe. The format comes from the URL: rtmp:// → flv, udp:// srt:// \
-            tcp:// → mpegts, rtp:// → MPEG-TS over RTP, *.m3u8 → hls.
+            tcp:// → mpegts, rtp:// → MPEG-TS over RTP, *.m3u8 → hls. Started before the bus exists, it says so \
+            and waits for a publisher to create it (--no-wait fails at once instead).
 
             Examples:
               mediajack restream /tmp/cam rtmp://live.example.com/app/KEY
@@ -34,6 +35,8 @@ struct Restream: ParsableCommand {
     @Option(help: "H.264 bitrate in bits per second when encoding.") var bitrate = 4_000_000
     @Option(help: "Stop after this many seconds.") var duration: Double?
     @Flag(name: .customLong("until-end"), help: "Exit when the bus's streams end (else wait for a publisher).") var untilEnd = false
+    @Flag(name: .customLong("no-wait"), help: "Fail at once when there is no bus at the path, instead of waiting for one to appear.")
+    var noWait = false
 
     func validate() throws {
         if let format { guard ["flv", "mpegts", "hls", "rtp", "rtp_mpegts"].contains(format) else { throw ValidationError("--format must be flv, mpegts, hls or rtp") } }
@@ -58,7 +61,9 @@ struct Restream: ParsableCommand {
                 try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
             }
             let restreamer = try Restreamer(s)
-            let consumer = try MediaConsumer(bus: bus, description: "mediajack restream \(url)")
+            let consumer = try joinWaitingForBus(bus, noWait: noWait) { () throws(IPNError) in
+                try MediaConsumer(bus: bus, description: "mediajack restream \(url)")
+            }
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var line = ProgressLine()
             var hadStreams = false

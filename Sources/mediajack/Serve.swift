@@ -20,6 +20,9 @@ struct Serve: ParsableCommand {
             pages opened with ?mjpeg get multipart JPEG instead, made on a thread of its own. When the \
             publisher leaves, pages show "stream ended" and pick the stream up again when it returns.
 
+            Started before the bus exists, it serves the page and waits for a publisher to create the bus, saying \
+            so (--no-wait fails at once instead).
+
             The bus is never held back: a browser that falls --max-backlog behind (8 MiB unless told) is \
             disconnected, and its page reconnects at the latest keyframe.
 
@@ -43,6 +46,8 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-backlog"), help: "Cut off a viewer this far behind (bytes queued for it: 512KiB, 8MiB, ...).")
     var maxBacklog = "8MiB"
     @Option(help: "Stop after this many seconds.") var duration: Double?
+    @Flag(name: .customLong("no-wait"), help: "Fail at once when there is no bus at the path, instead of serving the page and waiting for one to appear.")
+    var noWait = false
 
     func validate() throws {
         if noAudio && audioStream != nil { throw ValidationError("--audio-stream and --no-audio contradict each other") }
@@ -65,7 +70,10 @@ struct Serve: ParsableCommand {
         let say = { (line: String) in FileHandle.standardError.write(Data("mediajack: \(line)\n".utf8)) }
         let (host, port) = Self.split(listen)!
         do throws(any Error) {
-            let consumer = try MediaConsumer(bus: bus, description: "mediajack serve http://\(listen)/")
+            let makeConsumer = { () throws(IPNError) in try MediaConsumer(bus: bus, description: "mediajack serve http://\(listen)/") }
+            // --no-wait fails before listening; otherwise the page is up (showing "waiting") while the bus is awaited.
+            var joined: MediaConsumer? = nil
+            if noWait { joined = try makeConsumer() }
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let hub = ServeHub(busPath: bus, backlogLimit: ConsumerBuffer.Bound(maxBacklog)!.bytes!, eventLoop: group.next())
             defer { try? group.syncShutdownGracefully() }
@@ -77,6 +85,7 @@ struct Serve: ParsableCommand {
             let bound = server.localAddress?.port ?? port
             // Unbuffered: a script waits for this line to learn the port.
             FileHandle.standardOutput.write(Data("serving \(bus) on http://\(host.contains(":") ? "[\(host)]" : host):\(bound)/\n".utf8))
+            let consumer = try joined ?? joinWaitingForBus(bus, noWait: false, makeConsumer)
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var feed: LiveFeed?
             var pictures: JPEGFeed?  // the MJPEG fallback's, on a thread of its own

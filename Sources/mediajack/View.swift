@@ -13,7 +13,8 @@ struct View: ParsableCommand {
             drains and decodes; the window shows the newest picture at its own pace). Until a picture can \
             be shown it says why ("waiting for a publisher", "waiting for a keyframe"); when the publisher \
             leaves it keeps the last picture dimmed under "stream ended" and picks the stream up again when \
-            a publisher comes back.
+            a publisher comes back. Started before the bus exists, it says "waiting for a bus" until a publisher \
+            creates it (--no-wait fails at once instead).
 
             Keys: f fullscreen, o overlay (resolution, fps, dropped pictures, latency from capture to \
             screen), q or Esc quit.
@@ -30,6 +31,8 @@ struct View: ParsableCommand {
     @Flag(help: "Start fullscreen.") var fullscreen = false
     @Flag(name: .customLong("no-overlay"), help: "Start with the overlay hidden.") var noOverlay = false
     @Option(help: "Stop after this many seconds.") var duration: Double?
+    @Flag(name: .customLong("no-wait"), help: "Fail at once when there is no bus at the path, instead of opening the window and waiting for one to appear.")
+    var noWait = false
 
     func validate() throws {
         if let audio { guard audio.hasPrefix("alsa:"), audio.count > 5 else { throw ValidationError("--audio must be alsa:NAME, e.g. alsa:default") } }
@@ -41,11 +44,14 @@ struct View: ParsableCommand {
         let say: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
         do {
             let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen, report: say)
-            let viewer = try LiveViewer(bus: bus, stream: stream, report: say)
+            // Started before its bus, the window is up at once and says it waits ("waiting for a bus").
+            let path = bus
+            let waiting: (@Sendable () -> Void)? = noWait ? nil : { @Sendable in say("waiting for a bus at \(path) (--no-wait to fail instead)") }
+            let viewer = try LiveViewer(bus: bus, stream: stream, report: say, whenWaitingForBus: waiting)
             defer { viewer.stop() }
             if !window.hasFont { say("no font found (install fonts-dejavu-core): the overlay and state lines are not drawn") }
             if noOverlay { window.toggleOverlay() }
-            let audioThread = audio.map { startAudio(device: String($0.dropFirst(5)), say: say) }
+            var audioThread: DispatchSemaphore?  // started once the viewer is on the bus
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var fitted: StreamDescription?
             var drawn: (serial: Int, state: LiveViewer.State, at: Date)? = nil
@@ -54,6 +60,7 @@ struct View: ParsableCommand {
                 if input == .quit { break }
                 if let e = viewer.error { throw e }
                 let now = viewer.current()
+                if audioThread == nil, let audio, now.state != .waitingForBus { audioThread = startAudio(device: String(audio.dropFirst(5)), say: say) }
                 if let d = now.stream, d != fitted, let w = d.width, let h = d.height {
                     window.fit(width: w, height: h)
                     fitted = d

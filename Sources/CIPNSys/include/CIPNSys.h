@@ -41,6 +41,26 @@ int ipn_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
 /// poll(fd, POLLIN) for up to timeout_ms; 1 readable, 0 timeout, -1 error.
 int ipn_poll_readable(int fd, int timeout_ms);
 
+/// inotify_init1(IN_NONBLOCK | IN_CLOEXEC) with one watch on the directory `dir` for entries created in it,
+/// moved into it or whose metadata changed (IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_ONLYDIR). The kernel also
+/// reports the directory itself going away (IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, then IN_IGNORED).
+/// Returns the descriptor or -1 (errno set).
+int ipn_inotify_watch_directory(const char *dir);
+
+/// The bits of `struct inotify_event.mask` a watcher tells apart (the kernel's values; shim.c checks them),
+/// and the size of the event's fixed part (wd, mask, cookie, len), which its `len` bytes of name follow.
+enum {
+    IPN_INOTIFY_ATTRIB = 0x00000004,
+    IPN_INOTIFY_MOVED_TO = 0x00000080,
+    IPN_INOTIFY_CREATE = 0x00000100,
+    IPN_INOTIFY_DELETE_SELF = 0x00000400,
+    IPN_INOTIFY_MOVE_SELF = 0x00000800,
+    IPN_INOTIFY_UNMOUNT = 0x00002000,
+    IPN_INOTIFY_Q_OVERFLOW = 0x00004000,
+    IPN_INOTIFY_IGNORED = 0x00008000,
+    IPN_INOTIFY_EVENT_SIZE = 16,
+};
+
 /// setvbuf(stdout, NULL, _IOLBF, 0): standard output goes out at every newline, into a pipe or a file too
 /// (stdio would otherwise keep it until its buffer fills or the process exits). Call before any output.
 /// Returns 0 or non-zero.
