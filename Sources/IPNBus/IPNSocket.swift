@@ -207,6 +207,9 @@ public final class IPNSocket: @unchecked Sendable {
         defer { Sys.close(proof) }
         control = channel
         self.address = address
+        // A new connection: an earlier attempt's host that ended (a retried bind, a connect that met an ending
+        // bus) says nothing about this one, and would fail every send on it.
+        closedReason = nil
         let hello = ControlMessage.Hello(version: ControlMessage.version, intent: intent, policy: requestedPolicy,
                                          wantReceive: !shutRead, wantSend: !shutWrite, wantMembership: wantsMembership,
                                          description: description, creatorToken: token,

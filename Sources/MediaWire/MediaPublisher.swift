@@ -23,15 +23,41 @@ public final class MediaPublisher {
     public var audioHistory: Int64 = 5_000_000_000
     public private(set) var replaysServed = 0
 
-    public init(bus path: String, description: String = "publisher") throws(IPNError) {
+    /// Joins the media bus at `path`. With `creating`, a missing bus (or a stale file) is created with these
+    /// options first, so a publisher may start before anyone else; without, there must be a bus.
+    public init(bus path: String, description: String = "publisher", creating options: BusOptions? = nil) throws(IPNError) {
         socket = IPNSocket()
         socket.description = description
-        try socket.connect(path)
+        if let options { try Self.join(socket, path, creating: options) } else { try socket.connect(path) }
         guard socket.busOptions?.policy == MediaPolicy.name else {
             throw .policyMismatch(path: path, bus: socket.busOptions?.policy ?? "?", requested: MediaPolicy.name)
         }
         epoch = UInt32(truncatingIfNeeded: ipn_monotonic_ns() / 1_000_000)
         try socket.send(MediaMessage.encodeConsumerOptions(receivesMedia: false, joinAtNextKeyframe: false))
+    }
+
+    /// Joins `path`, creating the bus when there is none. The creator is one node: the socket that binds
+    /// (bringing the host up) is the one that joins, as IPN's bind-then-connect. A second socket bound only to
+    /// keep the new bus up would be a node of its own, a member in `ipn stat` beside the publisher.
+    private static func join(_ socket: IPNSocket, _ path: String, creating options: BusOptions) throws(IPNError) {
+        do throws(IPNError) {
+            try socket.connect(path)
+            return
+        } catch .noSuchBus, .staleBus, .busGone {
+            // No bus, a file its host left behind, or a bus ending as we came: bring one up below.
+        }
+        PolicyRegistry.register(MediaPolicy.self)  // bind checks the options it creates the bus with
+        socket.options = options
+        socket.options.policy = MediaPolicy.name
+        do throws(IPNError) {
+            // Creates the bus, or (a publisher that started at the same moment was first) binds the one it made.
+            try socket.bind(path)
+        } catch .permissionDenied {
+            // That bus is someone else's and this user may not manage it: join it like any publisher.
+            try socket.connect(path)
+            return
+        }
+        try socket.connect()
     }
 
     /// Declares a stream; returns its id (unique on the bus: derived from this process's pid).

@@ -24,7 +24,13 @@ struct Demo: ParsableCommand {
         let bus = dir + "/camera"
         let out = output ?? dir + "/recording.mkv"
         do {
-            guard let holder = try ensureMediaBus(bus, mtu: 4 << 20) else { throw ValidationError("bus exists") }
+            // The demo's own node on the bus: it creates it, keeps it up between its threads' publishers, and asks
+            // for its status at the end.
+            PolicyRegistry.register(MediaPolicy.self)
+            let holder = IPNSocket(policy: MediaPolicy.name)
+            holder.options = mediaBusOptions(mtu: 4 << 20)
+            holder.description = "mediajack demo"
+            try holder.bind(bus)
             print("media bus \(bus) is up (policy media)")
             // The commands name this very executable, so they work when it is not on PATH (swift run).
             let me = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path

@@ -48,16 +48,14 @@ func fail(_ error: any Error) -> ExitCode {
     return ExitCode(1)
 }
 
-/// Creates the bus if it does not exist (media policy), so `publish` works on a fresh path.
-/// Returns the holder socket, which must stay open while the bus should live.
-func ensureMediaBus(_ path: String, mtu: Int) throws -> IPNSocket? {
-    PolicyRegistry.register(MediaPolicy.self)
-    if case .socket = try BusAddress.lookup(BusAddress.absolute(path)), (try? Bus.status(path)) != nil { return nil }
-    let holder = IPNSocket(policy: MediaPolicy.name)
-    holder.options.mtu = mtu
-    holder.options.queueLength = 256
-    try holder.bind(path)
-    return holder
+/// The options `publish` creates a missing bus with: the media policy, an MTU for the source's largest
+/// message, deep queues.
+func mediaBusOptions(mtu: Int) -> BusOptions {
+    var options = BusOptions()
+    options.policy = MediaPolicy.name
+    options.mtu = mtu
+    options.queueLength = 256
+    return options
 }
 
 /// Readers start before their writer: joins the bus at `path` with `join`, and when there is no bus there

@@ -91,26 +91,21 @@ struct Publish: ParsableCommand {
                 let e = encode ?? "h264"
                 s.encode = e == "none" ? nil : VideoEncoder.Codec(rawValue: e)
                 // Room for the largest raw picture (YUYV: 2 bytes a pixel) plus the frame header.
-                let holder = try ensureMediaBus(bus, mtu: max(1 << 20, s.width * s.height * 2 + 4096))
-                defer { withExtendedLifetime(holder) {} }
-                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
+                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)",
+                                                   creating: mediaBusOptions(mtu: max(1 << 20, s.width * s.height * 2 + 4096)))
                 let p = try TestSource.runVideo(s, on: publisher, frameLimit: frames, shouldStop: stop) { p in
                     line.show(String(format: "%.1f s  %d frames  %.1f MB", p.seconds, p.frames, Double(p.bytes) / 1e6))
                 }
                 line.end()
                 print("published \(p.frames) frames (\(p.bytes) bytes) in \(String(format: "%.1f", p.seconds)) s")
             case "test:audio":
-                let holder = try ensureMediaBus(bus, mtu: 1 << 20)
-                defer { withExtendedLifetime(holder) {} }
-                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
+                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)", creating: mediaBusOptions(mtu: 1 << 20))
                 let n = try TestSource.runAudio(on: publisher, periodLimit: frames, shouldStop: stop)
                 print("published \(n) audio periods")
             case let s where s.hasPrefix("file:"):
                 // The file is opened first: one that is not media leaves no bus behind.
                 let file = try FileSource(path: String(s.dropFirst(5)))
-                let holder = try ensureMediaBus(bus, mtu: 16 << 20)
-                defer { withExtendedLifetime(holder) {} }
-                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)")
+                let publisher = try MediaPublisher(bus: bus, description: "mediajack publish \(source)", creating: mediaBusOptions(mtu: 16 << 20))
                 let n = try file.run(on: publisher, loop: loop, shouldStop: stop)
                 print("published \(n) packets from \(file.path)")
             case let s where s.hasPrefix("v4l2:"):
@@ -137,9 +132,8 @@ struct Publish: ParsableCommand {
         s.gop = gop; s.bitrate = bitrate; s.preset = preset
         let opened = try V4L2Source.open(device: path, s)
         FileHandle.standardError.write(Data((opened.summary + "\n").utf8))
-        let holder = try ensureMediaBus(bus, mtu: max(1 << 20, opened.maxFrameBytes + 4096))
-        defer { withExtendedLifetime(holder) {} }
-        let publisher = try MediaPublisher(bus: bus, description: "mediajack publish v4l2:\(path)")
+        let publisher = try MediaPublisher(bus: bus, description: "mediajack publish v4l2:\(path)",
+                                           creating: mediaBusOptions(mtu: max(1 << 20, opened.maxFrameBytes + 4096)))
         var last = V4L2Source.Progress()
         do {
             last = try V4L2Source.run(opened, on: publisher, frameLimit: frames, shouldStop: stop) { p in
@@ -161,9 +155,7 @@ struct Publish: ParsableCommand {
         var q = AlsaPCM.Request()
         q.rate = rate; q.channels = channels; q.format = AlsaPCM.SampleFormat(rawValue: sampleFormat)!
         q.period = period; q.periods = periods
-        let holder = try ensureMediaBus(bus, mtu: 1 << 20)
-        defer { withExtendedLifetime(holder) {} }
-        let publisher = try MediaPublisher(bus: bus, description: "mediajack publish alsa:\(name)")
+        let publisher = try MediaPublisher(bus: bus, description: "mediajack publish alsa:\(name)", creating: mediaBusOptions(mtu: 1 << 20))
         var last = AlsaSource.Progress()
         let report = { (s: String) in FileHandle.standardError.write(Data((s + "\n").utf8)) }
         do {

@@ -4,11 +4,22 @@ import IPNTestSupport
 import XCTest
 @testable import IPNBus
 
-/// Who brings a media bus up, and who waits for it: a reader that starts first waits for the bus instead of
-/// failing.
+/// Who brings a media bus up, and who waits for it: a publisher creates a missing bus as one node of its own,
+/// however many start at once; a reader that starts first waits for the bus instead of failing.
 final class MediaBusArrivalTests: DirectoryTestCase {
 
     static func text(_ file: String) -> String { (try? String(contentsOfFile: file, encoding: .utf8)) ?? "" }
+
+    /// Starts `count` copies of `mediajack ARGUMENTS`, each right after the one before (none waits for another
+    /// to get anywhere), runs `body` with their pids while all of them run, then kills them.
+    static func withMediajacks<T: Sendable>(_ count: Int, _ arguments: [String], started: [Int32] = [],
+                                            _ body: @Sendable ([Int32]) async throws -> T) async throws -> T {
+        if started.count == count { return try await body(started) }
+        let (result, _) = try await TestSupport.with("mediajack", arguments) { pid in
+            (try await withMediajacks(count, arguments, started: started + [pid], body), true)
+        }
+        return result
+    }
 
     func testARecorderStartedBeforeItsBusWaitsForItThenRecords() async throws {
         try TestSupport.require(tool: "/usr/bin/ffmpeg")
@@ -48,5 +59,26 @@ final class MediaBusArrivalTests: DirectoryTestCase {
         XCTAssertTrue(record.standardError.contains("no bus at \(bus)"), "it names the missing bus: \(record)")
         XCTAssertFalse(record.standardError.contains("waiting for a bus"), "\(record)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no file for a recording that never started")
+    }
+
+    func testEightPublishersStartedAtOnceOntoAMissingPathAreEightNodes() async throws {
+        let bus = dir + "/crowd"
+        let (pids, status) = try await Self.withMediajacks(8, ["publish", "test:audio", bus]) { pids in
+            var seen = ""
+            // On: each process has a node that joined the bus and may send (a process that brought the bus up
+            // is bound a moment before it joins).
+            try TestSupport.waitUntil("all 8 publishers are on the bus", lastSeen: { seen }) {
+                guard let s = try? Bus.status(bus) else { seen = "no bus"; return false }
+                seen = s.nodes.map { "node \($0.id) pid \($0.pid) \($0.role)" }.joined(separator: ", ")
+                return Swift.Set(pids).isSubset(of: s.nodes.filter(\.canSend).map(\.pid))
+            }
+            return (pids, try Bus.status(bus))
+        }
+        // Without the fix this fails: the process that created the bus held it with a bound socket of its own,
+        // a ninth node (role "bound", no description) beside its publisher's, with the same pid.
+        let nodes = status.nodes.map { "node \($0.id) pid \($0.pid) \($0.role) '\($0.description)'" }
+        XCTAssertEqual(status.nodes.count, 8, "one node per process: \(nodes)")
+        XCTAssertEqual(Swift.Set(status.nodes.map(\.pid)), Swift.Set(pids), "the 8 processes, each once: \(nodes)")
+        XCTAssertEqual(status.writers, 8, "every node is a publisher: \(nodes)")
     }
 }
