@@ -214,25 +214,43 @@ final class IPNPCM {
         }
     }
 
-    func prepare() -> Int32 {
-        core.state.withLock { s in
-            s.head = 0; s.count = 0; s.hwPtr = 0; s.lastReported = 0; s.running = false; s.nextSend = 0
-            return s.failure
-        }
+    /// Once the server is gone the PCM is disconnected, as a card pulled out is: alsa-lib then answers every
+    /// call with ENODEV ("No such device"), and every callback here returns it. (A negative pointer would
+    /// instead read as an xrun, with an overrun length computed from nothing.)
+    private func disconnected() -> Bool {
+        guard core.state.withLock({ $0.failure != 0 }) else { return false }
+        snd_pcm_ioplug_set_state(io, SND_PCM_STATE_DISCONNECTED)
+        return true
     }
 
-    func start() -> Int32 { core.state.withLock { $0.running = true }; return 0 }
+    func prepare() -> Int32 {
+        if disconnected() { return -ENODEV }
+        core.state.withLock { s in
+            s.head = 0; s.count = 0; s.hwPtr = 0; s.lastReported = 0; s.running = false; s.nextSend = 0
+        }
+        return 0
+    }
+
+    func start() -> Int32 {
+        if disconnected() { return -ENODEV }
+        core.state.withLock { $0.running = true }
+        return 0
+    }
+
     func stop() -> Int32 { core.state.withLock { $0.running = false }; return 0 }
 
     func pointer() -> snd_pcm_sframes_t {
-        core.state.withLock { s in
-            if s.failure != 0 { return snd_pcm_sframes_t(s.failure) }
-            s.lastReported = s.hwPtr
-            return snd_pcm_sframes_t(s.hwPtr % UInt64(max(1, s.capacity)))
+        // Disconnected: the last position reported stays (the state carries the error).
+        let gone = disconnected()
+        return core.state.withLock { s in
+            if !gone { s.lastReported = s.hwPtr }
+            return snd_pcm_sframes_t(s.lastReported % UInt64(max(1, s.capacity)))
         }
     }
 
+    /// Frames between the application and the listener, or -ENODEV once the server is gone.
     func delay() -> snd_pcm_sframes_t {
+        if disconnected() { return -snd_pcm_sframes_t(ENODEV) }
         let isPlayback = isPlayback, lookahead = lookahead
         return core.state.withLock { s in
             snd_pcm_sframes_t(isPlayback ? s.count + Int(lookahead) * s.server.period : s.count)
@@ -244,8 +262,8 @@ final class IPNPCM {
         let appChannels = Int(io.pointee.channels)
         let format = io.pointee.format
         let isPlayback = isPlayback
+        if disconnected() { return -snd_pcm_sframes_t(ENODEV) }
         return core.state.withLock { s in
-            if s.failure != 0 { return snd_pcm_sframes_t(s.failure) }
             guard let fifo = s.fifo else { return -snd_pcm_sframes_t(EBADFD) }
             let ch = s.server.channels
             if isPlayback {
@@ -277,9 +295,9 @@ final class IPNPCM {
     func pollRevents(_ revents: UnsafeMutablePointer<UInt16>) -> Int32 {
         let period = Int(io.pointee.period_size)
         let isPlayback = isPlayback, wake = wake
+        // After a failure the descriptor stays readable, so every later poll reports it at once.
+        if disconnected() { revents.pointee = UInt16(POLLERR); return 0 }
         let events: UInt16 = core.state.withLock { s in
-            // After a failure the descriptor stays readable, so every later poll reports it at once.
-            if s.failure != 0 { return UInt16(POLLERR) }
             _ = ipn_eventfd_drain(wake)
             let ready = isPlayback ? s.capacity - s.count >= period : s.count >= period
             return ready ? UInt16(isPlayback ? POLLOUT : POLLIN) : 0
