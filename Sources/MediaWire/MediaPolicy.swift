@@ -17,7 +17,10 @@ public final class MediaPolicy: Policy {
     /// Join parameter: skip the cached GOP, start at the next live keyframe.
     public static let joinAtNextKeyframe = "join=next-keyframe"
 
-    enum Serving: Equatable { case live, awaitingKeyframe, awaitingReplay }
+    /// How a consumer is served a stream. `replaying`: its replay has begun; the publisher sends it paced,
+    /// with the live frames that come meanwhile at its tail, so live frames are held back from it until the
+    /// replay's end, keyframes too (starting live there would drop the rest of the replay: a gap).
+    enum Serving: Equatable { case live, awaitingKeyframe, awaitingReplay, replaying }
 
     struct Stream {
         var owner: UInt32
@@ -106,7 +109,7 @@ public final class MediaPolicy: Policy {
             consumers[sender, default: Consumer()].receivesMedia = receives
             consumers[sender]!.joinAtNextKeyframe = nextKeyframe
             if nextKeyframe {
-                for (id, state) in consumers[sender]!.serving where state == .awaitingReplay {
+                for (id, state) in consumers[sender]!.serving where state == .awaitingReplay || state == .replaying {
                     consumers[sender]!.serving[id] = .awaitingKeyframe
                 }
             }
@@ -132,12 +135,18 @@ public final class MediaPolicy: Policy {
             }
             guard s.isVideo else {
                 switch c.serving[h.stream] ?? .live {
-                case .awaitingReplay:
-                    if replayed { recipients.add(r) } else { c.withheld += 1; c.audioWaits[h.stream, default: 0] += 1 }
-                    // The replay ended, or never came (its request was lost): after ~50 periods, go live.
-                    if replayed && h.flags.contains(.replayEnd) || (c.audioWaits[h.stream] ?? 0) > 50 {
-                        c.serving[h.stream] = .live
+                case .awaitingReplay, .replaying:
+                    if replayed {
+                        recipients.add(r)
+                        c.serving[h.stream] = h.flags.contains(.replayEnd) ? .live : .replaying
                         c.audioWaits[h.stream] = nil
+                    } else {
+                        c.withheld += 1
+                        // A replay that never began (its request was lost): after ~50 periods, go live.
+                        if c.serving[h.stream] == .awaitingReplay {
+                            c.audioWaits[h.stream, default: 0] += 1
+                            if c.audioWaits[h.stream]! > 50 { c.serving[h.stream] = .live; c.audioWaits[h.stream] = nil }
+                        }
                     }
                     consumers[r] = c
                 case .live, .awaitingKeyframe:
@@ -157,11 +166,16 @@ public final class MediaPolicy: Policy {
             case .awaitingReplay:
                 if replayed {
                     recipients.add(r)
-                    if h.flags.contains(.replayEnd) { c.serving[h.stream] = .live }
+                    c.serving[h.stream] = h.flags.contains(.replayEnd) ? .live : .replaying
                 } else if h.flags.contains(.keyframe) {
-                    c.serving[h.stream] = .live  // the publisher had nothing to replay: start here
+                    c.serving[h.stream] = .live  // no replay began before a live keyframe: start here
                     recipients.add(r)
                 } else { c.withheld += 1 }
+            case .replaying:
+                if replayed {
+                    recipients.add(r)
+                    if h.flags.contains(.replayEnd) { c.serving[h.stream] = .live }
+                } else { c.withheld += 1 }  // it reaches this consumer at the replay's tail
             }
             consumers[r] = c
         }

@@ -23,6 +23,25 @@ public final class MediaPublisher {
     public var audioHistory: Int64 = 5_000_000_000
     public private(set) var replaysServed = 0
 
+    /// A replay to one late joiner in progress: what it still has to get, oldest first. A long GOP (a camera
+    /// with a keyframe every 10 s has 250 frames cached) sent at once would overflow the joiner's queue, and
+    /// the drop would cost it everything until the next keyframe; so a replay goes out `replayBurst` frames at
+    /// a time, and the live frames published meanwhile (which the bus holds back from the joiner until its
+    /// replay ends) join its tail. It ends, flagged, once it has caught up with the live stream.
+    private struct ReplaySession {
+        var stream: UInt32
+        var target: UInt32
+        var pending: [(FrameHeader, [UInt8])]
+        var next = 0
+        var isDone: Bool { next >= pending.count }
+    }
+    private var sessions: [ReplaySession] = []
+    /// Replayed frames sent per session for every frame published (and when requests are serviced): a
+    /// quarter of the joiner's queue, so it catches up fast and its queue never fills with replay alone.
+    public var replayBurst: Int { max(4, (socket.busOptions?.effectiveQueueLength ?? 64) / 4) }
+    /// Replays still in progress.
+    public var replaysInProgress: Int { sessions.count }
+
     /// Joins the media bus at `path`. With `creating`, a missing bus (or a stale file) is created with these
     /// options first, so a publisher may start before anyone else; without, there must be a bus.
     public init(bus path: String, description: String = "publisher", creating options: BusOptions? = nil) throws(IPNError) {
@@ -96,9 +115,16 @@ public final class MediaPublisher {
             gop[stream, default: []].append((header, cached))
         } else if cacheAudio {
             gop[stream, default: []].append((header, cached))
-            let horizon = header.pts &- audioHistory
+            // Audio is replayed from where the replayed video starts: keep it back to the oldest cached
+            // keyframe, however long the GOP, and `audioHistory` at least.
+            var horizon = header.pts &- audioHistory
+            for (id, frames) in gop where descriptions[id]?.kind == .video { if let k = frames.first?.0.pts, k < horizon { horizon = k } }
             if let first = gop[stream]!.firstIndex(where: { $0.0.pts >= horizon }), first > 64 { gop[stream]!.removeFirst(first) }
         }
+        if cacheGOP || cacheAudio {
+            for i in sessions.indices where sessions[i].stream == stream { sessions[i].pending.append((header, cached)) }
+        }
+        try sendReplays()
     }
 
     /// Ends a stream (consumers finalise their files).
@@ -106,6 +132,7 @@ public final class MediaPublisher {
         try socket.send(MediaMessage.encodeEndOfStream(stream: stream, epoch: epoch))
         descriptions[stream] = nil
         gop[stream] = nil
+        sessions.removeAll { $0.stream == stream }
     }
 
     /// Answers replay requests the bus sent (non-blocking). Called before every frame.
@@ -121,20 +148,41 @@ public final class MediaPublisher {
                 try socket.send(length: MediaMessage.frameHeaderSize) { MediaMessage.writeFrameHeader(marker, into: $0) }
                 continue
             }
-            for (i, (h, payload)) in frames.enumerated() {
-                var r = h
-                r.flags.insert(.replay)
-                if i == frames.count - 1 { r.flags.insert(.replayEnd) }
-                r.target = target
+            guard !frames.isEmpty else { continue }
+            // A second request for the same joiner (it asked again) starts its replay afresh.
+            sessions.removeAll { $0.stream == stream && $0.target == target }
+            sessions.append(ReplaySession(stream: stream, target: target, pending: frames))
+            replaysServed += 1
+        }
+        try sendReplays()
+    }
+
+    /// Sends the next `replayBurst` frames of every replay in progress; the last frame of one that has
+    /// caught up is flagged as its end.
+    private func sendReplays() throws(IPNError) {
+        guard !sessions.isEmpty else { return }
+        let burst = replayBurst
+        for i in sessions.indices {
+            var sent = 0
+            while sent < burst, !sessions[i].isDone {
+                var h = sessions[i].pending[sessions[i].next].0
+                let payload = sessions[i].pending[sessions[i].next].1
+                sessions[i].next += 1
+                sent += 1
+                h.flags.insert(.replay)
+                if sessions[i].isDone { h.flags.insert(.replayEnd) }
+                h.target = sessions[i].target
                 try socket.send(length: MediaMessage.frameHeaderSize + payload.count) { out in
-                    MediaMessage.writeFrameHeader(r, into: out)
+                    MediaMessage.writeFrameHeader(h, into: out)
                     payload.withUnsafeBytes { p in
                         if p.count > 0 { (out.baseAddress! + MediaMessage.frameHeaderSize).copyMemory(from: p.baseAddress!, byteCount: p.count) }
                     }
                 }
             }
-            if !frames.isEmpty { replaysServed += 1 }
+            // What was sent is let go (the payloads stay shared with the cache while it holds them).
+            if sessions[i].next > 256 { sessions[i].pending.removeFirst(sessions[i].next); sessions[i].next = 0 }
         }
+        sessions.removeAll { $0.isDone }
     }
 
     public static func wallClock() -> Int64 {

@@ -140,6 +140,52 @@ final class MediaJackTests: DirectoryTestCase {
         XCTAssertGreaterThanOrEqual(n.count, r, "the replayed frames are in the file")
     }
 
+    /// Cameras with GOPs of 2 to 10 s and more are common. A recorder joining late in a long GOP gets the
+    /// whole cached GOP, paced to fit its queue (the bus's default, 64), and the live frames that came
+    /// meanwhile after it: its file is continuous from the replayed keyframe to the end. (Before: the GOP
+    /// went out in one burst, overflowed the queue, and the file jumped from the replay to the next keyframe.)
+    /// GOPs of 2, 10 and 30 s at 10 fps, each recorder joining 90 % into its GOP, all three at once.
+    func testALateRecorderOfALongGOPGetsEveryFrameFromTheReplayedKeyframeOn() async throws {
+        var holders: [IPNSocket] = []
+        defer { holders.forEach { $0.close() } }
+        for gop in [20, 100, 300] {
+            let h = IPNSocket(policy: "media")
+            h.options.mtu = 4 << 20  // the default queue
+            try h.bind(dir + "/gop\(gop)")
+            holders.append(h)
+        }
+        let dir = self.dir
+        try await withThrowingTaskGroup(of: (Int, TestSupport.Outcome).self) { group in
+            for gop in [20, 100, 300] {
+                group.addTask {
+                    let bus = dir + "/gop\(gop)"
+                    let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--preset", "ultrafast",
+                                                                               "--fps", "10", "--gop", "\(gop)", "--frames", "\(gop + 30)"], timeout: 300) { publisher in
+                        try await TestSupport.waitUntil("the publisher (gop \(gop)) has sent \(gop * 9 / 10) frames", seconds: 240,
+                                                        lastSeen: { "\(Self.node(bus, publisher).map { "\($0.sentMessages) sent" } ?? "not on the bus")" }) {
+                            (Self.node(bus, publisher)?.sentMessages ?? 0) >= UInt64(gop * 9 / 10)
+                        }
+                        // It records until the stream ends.
+                        let record = try await TestSupport.run("mediajack", ["record", bus, dir + "/gop\(gop).mkv"], timeout: 240)
+                        return (record, false)
+                    }
+                    return (gop, record)
+                }
+            }
+            for try await (gop, record) in group {
+                XCTAssertEqual(record.exitCode, 0, "gop \(gop): \(record)")
+                XCTAssertTrue(record.standardOutput.contains("; 0 gaps"), "gop \(gop): nothing lost on the bus: \(record.standardOutput)")
+                let replayed = record.standardOutput.firstMatch(of: /joined mid-stream: (\d+) frames replayed/).flatMap { Int($0.1) } ?? 0
+                XCTAssertGreaterThanOrEqual(replayed, gop * 8 / 10, "gop \(gop): the cached GOP was replayed: \(record.standardOutput)")
+                let file = dir + "/gop\(gop).mkv"
+                try await assertDecodesCleanly(file)
+                let n = try await barcodes(file).compactMap { $0 }
+                XCTAssertEqual(n.first, 0, "gop \(gop): the file starts at the replayed keyframe, the first frame")
+                XCTAssertEqual(n, Array(0..<UInt32(gop + 30)), "gop \(gop): every frame from the replayed keyframe to the end, in order")
+            }
+        }
+    }
+
     func testAPublisherKilledMidStreamLeavesAValidFile() async throws {
         let out = dir + "/killed.ts"
         let bus = self.bus
