@@ -36,9 +36,14 @@ public final class MediaPublisher {
         var isDone: Bool { next >= pending.count }
     }
     private var sessions: [ReplaySession] = []
-    /// Replayed frames sent per session for every frame published (and when requests are serviced): a
-    /// quarter of the joiner's queue, so it catches up fast and its queue never fills with replay alone.
+    /// Replayed frames go out at most `replayBurst` per 20 ms (a quarter of the joiner's queue: up to 800
+    /// frames/s on the default queue), whenever the publisher publishes or services requests. Paced in time,
+    /// not per frame published: a publisher catching up after a stall publishes many frames at once, and its
+    /// joiner's queue must not take a burst of replay with each.
     public var replayBurst: Int { max(4, (socket.busOptions?.effectiveQueueLength ?? 64) / 4) }
+    static let replayInterval: Int64 = 20_000_000
+    private var replayCredit = 0.0
+    private var replayCreditAt: Int64 = 0
     /// Replays still in progress.
     public var replaysInProgress: Int { sessions.count }
 
@@ -157,18 +162,20 @@ public final class MediaPublisher {
         try sendReplays()
     }
 
-    /// Sends the next `replayBurst` frames of every replay in progress; the last frame of one that has
-    /// caught up is flagged as its end.
+    /// Sends what the pace allows of the replays in progress, oldest session first; the frame that empties a
+    /// session is flagged as its end.
     private func sendReplays() throws(IPNError) {
-        guard !sessions.isEmpty else { return }
-        let burst = replayBurst
+        guard !sessions.isEmpty else { replayCreditAt = 0; return }
+        let burst = Double(replayBurst), now = Self.monotonic()
+        // A replay starts with a full burst (the joiner gets its keyframe at once); then `burst` per interval.
+        replayCredit = replayCreditAt == 0 ? burst : min(burst, replayCredit + Double(now - replayCreditAt) / Double(Self.replayInterval) * burst)
+        replayCreditAt = now
         for i in sessions.indices {
-            var sent = 0
-            while sent < burst, !sessions[i].isDone {
+            while replayCredit >= 1, !sessions[i].isDone {
                 var h = sessions[i].pending[sessions[i].next].0
                 let payload = sessions[i].pending[sessions[i].next].1
                 sessions[i].next += 1
-                sent += 1
+                replayCredit -= 1
                 h.flags.insert(.replay)
                 if sessions[i].isDone { h.flags.insert(.replayEnd) }
                 h.target = sessions[i].target

@@ -144,7 +144,8 @@ final class MediaJackTests: DirectoryTestCase {
     /// whole cached GOP, paced to fit its queue (the bus's default, 64), and the live frames that came
     /// meanwhile after it: its file is continuous from the replayed keyframe to the end. (Before: the GOP
     /// went out in one burst, overflowed the queue, and the file jumped from the replay to the next keyframe.)
-    /// GOPs of 2, 10 and 30 s at 10 fps, each recorder joining 90 % into its GOP, all three at once.
+    /// GOPs of 2, 10 and 30 s at 10 fps, each recorder joining 90 % into its GOP while its publisher is held
+    /// still (which then catches up in a burst), all three at once.
     func testALateRecorderOfALongGOPGetsEveryFrameFromTheReplayedKeyframeOn() async throws {
         var holders: [IPNSocket] = []
         defer { holders.forEach { $0.close() } }
@@ -165,8 +166,15 @@ final class MediaJackTests: DirectoryTestCase {
                                                         lastSeen: { "\(Self.node(bus, publisher).map { "\($0.sentMessages) sent" } ?? "not on the bus")" }) {
                             (Self.node(bus, publisher)?.sentMessages ?? 0) >= UInt64(gop * 9 / 10)
                         }
-                        // It records until the stream ends.
-                        let record = try await TestSupport.run("mediajack", ["record", bus, dir + "/gop\(gop).mkv"], timeout: 240)
+                        // Held still while the recorder joins, so that it joins mid-GOP however slow the machine (on
+                        // its own, a publisher could reach its last frame first). Let go, it catches up at once: a
+                        // burst of live frames while the replay goes on, which must not overflow the joiner either.
+                        kill(publisher, SIGSTOP)
+                        let (_, record) = try await TestSupport.with("mediajack", ["record", bus, dir + "/gop\(gop).mkv"], timeout: 240) { recorder in
+                            try await TestSupport.waitUntil("the recorder (gop \(gop)) is on the bus", seconds: 120) { Self.node(bus, recorder) != nil }
+                            kill(publisher, SIGCONT)
+                            return ((), false)  // it records until the stream ends
+                        }
                         return (record, false)
                     }
                     return (gop, record)
