@@ -141,9 +141,9 @@ public final class AlsaPCM {
         case xrun
     }
 
-    /// Transfers that timed out in the driver ("DMA or IRQ trouble", EIO) and were recovered by restarting
-    /// the PCM. A device that keeps timing out with nothing moving in between is gone.
-    public private(set) var stalls = 0
+    /// Transfers in a row that timed out in the driver ("DMA or IRQ trouble", EIO) and were recovered by
+    /// restarting the PCM (each is reported as an xrun). A device that keeps timing out with nothing moving
+    /// in between is gone.
     private var stallsInARow = 0
     static let stallsBeforeGivingUp = 3
 
@@ -173,7 +173,6 @@ public final class AlsaPCM {
         // overloaded) machine does that and runs on once restarted; a dead one keeps doing it.
         if code == -EIO && stallsInARow + 1 < AlsaPCM.stallsBeforeGivingUp {
             stallsInARow += 1
-            stalls += 1
             let r = snd_pcm_prepare(pcm)
             if r < 0 { throw .gone(device: "alsa:\(name)", "\(call): \(String(cString: snd_strerror(code))), then snd_pcm_prepare: \(String(cString: snd_strerror(r)))") }
             if direction == .capture { _ = snd_pcm_start(pcm) }

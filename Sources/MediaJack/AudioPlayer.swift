@@ -100,9 +100,9 @@ public enum AudioPlayer {
                     report("alsa:\(s.device): the device played \(played / 1_000_000) ms with \(queued / 1_000_000) ms queued and reported no underrun "
                            + "(its clock jumped: a stalled or virtual machine); it may have replayed old samples; counted as an xrun")
                 }
-                let written = MediaPublisher.monotonic()
-                lastWrite = pcm.isRunning ? (written, Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)) : nil
-                let heardAt = MediaPublisher.monotonic() + Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
+                let written = MediaPublisher.monotonic(), queuedNow = Int64(pcm.delay()) * 1_000_000_000 / Int64(pcm.rate)
+                lastWrite = pcm.isRunning ? (written, queuedNow) : nil
+                let heardAt = written + queuedNow
                 p.latencyMilliseconds = (Double(heardAt) - Double(h.pts)) / 1e6
                 progress(p)
             case .endOfStream(let id):

@@ -25,8 +25,8 @@ public final class MediaPublisher {
 
     /// A replay to one late joiner in progress: what it still has to get, oldest first. A long GOP (a camera
     /// with a keyframe every 10 s has 250 frames cached) sent at once would overflow the joiner's queue, and
-    /// the drop would cost it everything until the next keyframe; so a replay goes out `replayBurst` frames at
-    /// a time, and the live frames published meanwhile (which the bus holds back from the joiner until its
+    /// the drop would cost it everything until the next keyframe; so a replay goes out paced (`sendReplays`),
+    /// and the live frames published meanwhile (which the bus holds back from the joiner until its
     /// replay ends) join its tail. It ends, flagged, once it has caught up with the live stream.
     private struct ReplaySession {
         var stream: UInt32
@@ -44,8 +44,6 @@ public final class MediaPublisher {
     static let replayInterval: Int64 = 20_000_000
     private var replayCredit = 0.0
     private var replayCreditAt: Int64 = 0
-    /// Replays still in progress.
-    public var replaysInProgress: Int { sessions.count }
 
     /// Joins the media bus at `path`. With `creating`, a missing bus (or a stale file) is created with these
     /// options first, so a publisher may start before anyone else; without, there must be a bus.
