@@ -71,6 +71,14 @@ int cm_v4l2_qbuf(int fd, struct v4l2_buffer *buffer) { return cm_ioctl(fd, VIDIO
 int cm_v4l2_dqbuf(int fd, struct v4l2_buffer *buffer) { return cm_ioctl(fd, VIDIOC_DQBUF, buffer); }
 int cm_v4l2_streamon(int fd) { int type = V4L2_BUF_TYPE_VIDEO_CAPTURE; return cm_ioctl(fd, VIDIOC_STREAMON, &type); }
 int cm_v4l2_streamoff(int fd) { int type = V4L2_BUF_TYPE_VIDEO_CAPTURE; return cm_ioctl(fd, VIDIOC_STREAMOFF, &type); }
+int cm_v4l2_open_output(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+int cm_v4l2_output_streamon(int fd) { int type = V4L2_BUF_TYPE_VIDEO_OUTPUT; return cm_ioctl(fd, VIDIOC_STREAMON, &type); }
+int cm_v4l2_output_streamoff(int fd) { int type = V4L2_BUF_TYPE_VIDEO_OUTPUT; return cm_ioctl(fd, VIDIOC_STREAMOFF, &type); }
+struct v4l2_outputparm *cm_v4l2_parm_output(struct v4l2_streamparm *parm) { return &parm->parm.output; }
+int cm_v4l2_g_fmt(int fd, struct v4l2_format *format) { return cm_ioctl(fd, VIDIOC_G_FMT, format); }
 void *cm_v4l2_mmap(int fd, size_t length, uint32_t offset) {
     void *p = v4l2_mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
     return p == MAP_FAILED ? NULL : p;

@@ -42,6 +42,22 @@ public enum DeviceList {
         return result
     }
 
+    public struct Loopback: Sendable {
+        public var path: String
+        public var card: String
+        /// A producer feeds it now (with exclusive_caps=1 it then offers capture only).
+        public var fed: Bool
+    }
+
+    /// v4l2loopback devices: virtual webcams `mediajack webcam` can feed.
+    public static func loopbacks() -> [Loopback] {
+        let nodes = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? [])
+            .filter { $0.hasPrefix("video") }.sorted { Int($0.dropFirst(5)) ?? 0 < Int($1.dropFirst(5)) ?? 0 }
+        return nodes.compactMap { node in
+            LoopbackOutput.probe("/dev/" + node).map { Loopback(path: "/dev/" + node, card: $0.card, fed: !$0.output) }
+        }
+    }
+
     public static func soundDevices() -> [SoundDevice] {
         var result: [SoundDevice] = []
         var card: Int32 = -1

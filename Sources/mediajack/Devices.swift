@@ -4,7 +4,7 @@ import MediaJack
 
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List cameras (V4L2: formats, sizes, frame rates) and sound devices (ALSA capture and playback).",
+        abstract: "List cameras (V4L2: formats, sizes, frame rates), virtual webcams (v4l2loopback) and sound devices (ALSA).",
         discussion: """
             Use a camera as `v4l2:/dev/videoN` and a sound device as `alsa:NAME` with `mediajack publish`; \
             any ALSA PCM name works (hw:CARD,DEV, plughw:CARD,DEV for automatic conversion, default).
@@ -25,6 +25,12 @@ struct Devices: ParsableCommand {
                 for line in V4L2Source.offers(c.formats) { print("    " + line) }
             }
             for p in problems { print("  " + p) }
+            let loops = DeviceList.loopbacks()
+            print("Virtual webcams (v4l2loopback):")
+            if loops.isEmpty { print("  none (\(LoopbackOutput.loadHint))") }
+            for l in loops {
+                print("  \(l.path)  \(l.card)  " + (l.fed ? "fed by a producer (readers open it as a camera)" : "free: mediajack webcam BUS \(l.path)"))
+            }
         }
         if !cameras {
             let list = DeviceList.soundDevices()

@@ -25,7 +25,7 @@ struct MediaJackCommand: ParsableCommand {
               mediajack restream /tmp/cam rtmp://live.example.com/app/KEY
               mediajack stat /tmp/cam
             """,
-        subcommands: [Publish.self, Record.self, Play.self, View.self, Serve.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
+        subcommands: [Publish.self, Record.self, Play.self, View.self, WebcamCommand.self, Serve.self, Restream.self, Stat.self, List.self, Devices.self, Demo.self])
 
     static func main() {
         // Summaries and per-event lines reach a pipe or a log as they are printed, not at exit.

@@ -62,6 +62,14 @@ int cm_v4l2_reqbufs(int fd, struct v4l2_requestbuffers *request);
 int cm_v4l2_querybuf(int fd, struct v4l2_buffer *buffer);
 int cm_v4l2_qbuf(int fd, struct v4l2_buffer *buffer);
 int cm_v4l2_dqbuf(int fd, struct v4l2_buffer *buffer);
+/// The output side of a v4l2loopback device (a virtual webcam's producer): plain open(path, O_RDWR |
+/// O_CLOEXEC) without libv4l2 (its conversions are for capture), STREAMON/OFF of the output queue, the
+/// output parameters (frame rate); pictures go with write().
+int cm_v4l2_open_output(const char *path);
+int cm_v4l2_output_streamon(int fd);
+int cm_v4l2_output_streamoff(int fd);
+struct v4l2_outputparm *cm_v4l2_parm_output(struct v4l2_streamparm *parm);
+int cm_v4l2_g_fmt(int fd, struct v4l2_format *format);
 int cm_v4l2_streamon(int fd);
 int cm_v4l2_streamoff(int fd);
 /// v4l2_mmap of a capture buffer (read-only, shared); NULL on failure (errno set).
