@@ -96,6 +96,6 @@ let package = Package(
             dependencies: ["IPNBus", "IPNTestSupport", "CIPNSys", "MediaWire", "MediaJack"],
             swiftSettings: strict),
         // The device tier: real V4L2 and ALSA drivers in a VM (scripts/vm/run); run alone with --filter DeviceTests.
-        .testTarget(name: "DeviceTests", dependencies: ["IPNTestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeviceTests", dependencies: ["IPNTestSupport", "MediaJack"], swiftSettings: strict),
     ]
 )

@@ -38,6 +38,8 @@ public final class LiveViewer: Sendable {
     }
 
     private let wanted: UInt32?
+    /// How this viewer's node is named in `ipn stat`.
+    private let consumerDescription: String
     private let report: @Sendable (String) -> Void
     /// What the receiving thread and the window share.
     private let shared = Locked(Shared())
@@ -59,12 +61,13 @@ public final class LiveViewer: Sendable {
     /// starts anyway: its thread waits for the bus to appear (`BusArrival`; state `.waitingForBus`, which the
     /// window shows), calling `whenWaitingForBus` once as the wait begins; `stop()` ends that wait too.
     /// Without it, no bus at `bus` is an error here.
-    public init(bus: String, stream: UInt32?, report: @escaping @Sendable (String) -> Void,
+    public init(bus: String, stream: UInt32?, description: String = "mediajack view", report: @escaping @Sendable (String) -> Void,
                 whenWaitingForBus: (@Sendable () -> Void)? = nil) throws(IPNError) {
         wanted = stream
         self.report = report
+        self.consumerDescription = description
         do throws(IPNError) {
-            let consumer = try MediaConsumer(bus: bus, description: "mediajack view")
+            let consumer = try MediaConsumer(bus: bus, description: description)
             // The consumer is the receiving thread's alone.
             Thread.detachNewThread(owning: consumer) { [self] consumer in run(consumer); finished.signal() }
         } catch {
@@ -114,7 +117,7 @@ public final class LiveViewer: Sendable {
     private func waitForBus(_ bus: String, _ waiting: () -> Void) {
         do {
             let joined = try BusArrival.join(bus, cancel: cancel, waiting: waiting) { () throws(IPNError) in
-                try MediaConsumer(bus: bus, description: "mediajack view")
+                try MediaConsumer(bus: bus, description: consumerDescription)
             }
             guard let consumer = joined else { return }  // stopped while it waited
             run(consumer)

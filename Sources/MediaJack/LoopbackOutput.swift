@@ -44,7 +44,7 @@ public final class LoopbackOutput {
         self.fps = fps
         let r = path.withCString { cm_v4l2_open_output($0) }
         if r < 0 {
-            if -r == ENOENT { throw .notFound("\(path) (no such device; a virtual webcam needs the v4l2loopback module: \(Self.loadHint))") }
+            if -r == ENOENT { throw .io(device: path, "no such device: a virtual webcam needs the v4l2loopback module: \(Self.loadHint)") }
             throw DeviceError.from(errno: -r, device: path, doing: "open")
         }
         fd = r

@@ -42,7 +42,8 @@ public enum Webcam {
     public static func run(bus: String, _ s: Settings, report: @escaping @Sendable (String) -> Void,
                            whenWaitingForBus: (@Sendable () -> Void)?, shouldStop: () -> Bool,
                            progress: (Progress) -> Void) throws -> Progress {
-        let viewer = try LiveViewer(bus: bus, stream: s.stream, report: report, whenWaitingForBus: whenWaitingForBus)
+        let viewer = try LiveViewer(bus: bus, stream: s.stream, description: "mediajack webcam \(s.device)", report: report,
+                                    whenWaitingForBus: whenWaitingForBus)
         defer { viewer.stop() }
         // The device's one format: asked for, else the first stream's, else 1280x720 at 30 fps.
         var first: StreamDescription?
