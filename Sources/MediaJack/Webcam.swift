@@ -35,6 +35,9 @@ public enum Webcam {
         /// Ticks missed because this process ran late (a busy machine): the next picture went at once.
         public var late = 0
         public var state = LiveViewer.State.waitingForPublisher
+        /// Programs that have the device open (read from /proc once a second, as fuser does: v4l2loopback
+        /// 0.12 does not tell).
+        public var readers = 0
         public init() {}
     }
 
@@ -104,6 +107,7 @@ public enum Webcam {
                 }
             }
             p.out += 1
+            if p.out % fps == 1 { p.readers = DeviceHolders.of(s.device).count }
             let dropped = now.counters.dropped
             p.skipped += dropped - droppedBefore
             droppedBefore = dropped

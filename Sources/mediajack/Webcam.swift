@@ -70,7 +70,7 @@ struct WebcamCommand: ParsableCommand {
         do {
             let p = try Webcam.run(bus: bus, s, report: say, whenWaitingForBus: waiting,
                                    shouldStop: { stopRequested || deadline.map { Date() >= $0 } ?? false }) { p in
-                line.show("\(p.out) pictures out  \(p.repeated) repeated  \(p.skipped) skipped  \(p.late) late  \(p.state.rawValue)")
+                line.show("\(p.out) pictures out  \(p.repeated) repeated  \(p.skipped) skipped  \(p.late) late  \(p.readers) reader(s)  \(p.state.rawValue)")
             }
             line.end()
             webcamAudioStop.store(true, ordering: .relaxed)

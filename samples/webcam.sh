@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The origin's example: the same image from a camera viewed by an unmodified camera program (through the
+# bus as a webcam), recorded and restreamed, all at once.
+# Needs v4l2loopback (sudo modprobe v4l2loopback video_nr=10 exclusive_caps=1 card_label="IPN camera") and a
+# camera; none here? Run it in the VM, which has vivid and v4l2loopback:
+#   mkdir -p /tmp/webcam-demo && scripts/vm/run /tmp/webcam-demo bash "$PWD/samples/webcam.sh" /tmp/webcam-demo
+set -euo pipefail
+bin="$(cd "$(dirname "$0")/.." && pwd)/.build/release"; [ -x "$bin/mediajack" ] || bin="$(swift build -c release --show-bin-path)"
+out=${1:-$(mktemp -d)}; bus=${TMPDIR:-/tmp}/webcam-$$; cam=${CAMERA:-/dev/video0}; webcam=${WEBCAM:-/dev/video10}
+"$bin/ipn" create "$bus" --policy media --mtu 4194304 --persistent
+mkdir -p "$out/hls"
+"$bin/mediajack" webcam "$bus" "$webcam" --size 320x180 --fps 10 &                  # the bus as a webcam
+"$bin/mediajack" record "$bus" "$out/camera.mkv" &                                  # a recording
+"$bin/mediajack" restream "$bus" "$out/hls/live.m3u8" --segment 2 --until-end &     # a restream
+until "$bin/ipn" stat "$bus" | grep -q restream; do sleep 0.1; done
+"$bin/mediajack" publish "v4l2:$cam" "$bus" --pixel-format yuyv422 --size 320x180 --fps 10 --frames 100 &
+until grep -q . <(v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture"); do sleep 0.1; done
+ffmpeg -v error -f v4l2 -i "$webcam" -frames:v 30 -y "$out/watched.mkv"           # an unmodified camera program
+wait %4                                                                             # the camera's 100 frames
+wait %2 %3
+kill -INT %1; wait %1
+for f in "$out/camera.mkv" "$out/hls/live.m3u8" "$out/watched.mkv"; do
+  ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of compact "$f"
+done
+"$bin/ipn" rm "$bus"
