@@ -42,20 +42,31 @@ public final class LoopbackOutput {
         self.height = height
         self.format = format
         self.fps = fps
-        let r = path.withCString { cm_v4l2_open_output($0) }
-        if r < 0 {
-            if -r == ENOENT { throw .io(device: path, "no such device: a virtual webcam needs the v4l2loopback module: \(Self.loadHint)") }
-            throw DeviceError.from(errno: -r, device: path, doing: "open")
+        (fd, card) = try Self.openProducer(path)
+        do throws(DeviceError) { try configure() } catch {
+            if streaming { _ = cm_v4l2_output_streamoff(fd) }
+            scratch.deallocate()
+            close(fd)
+            throw error
         }
-        fd = r
+    }
+
+    /// Opens `path` as a loopback device's producer side, or says why it cannot be one: no such device (the
+    /// module is not loaded), no permission, a real camera, a loopback another producer already feeds.
+    private static func openProducer(_ path: String) throws(DeviceError) -> (fd: Int32, card: String) {
+        let fd = path.withCString { cm_v4l2_open_output($0) }
+        if fd < 0 {
+            if -fd == ENOENT { throw .io(device: path, "no such device: a virtual webcam needs the v4l2loopback module: \(loadHint)") }
+            throw DeviceError.from(errno: -fd, device: path, doing: "open")
+        }
         var cap = v4l2_capability()
         let q = cm_v4l2_querycap(fd, &cap)
-        let driver = q == 0 ? Self.string(&cap.driver) : ""
-        card = q == 0 ? Self.string(&cap.card) : ""
-        guard q == 0, driver == Self.driverName else {
+        let driver = q == 0 ? string(&cap.driver) : ""
+        let card = q == 0 ? string(&cap.card) : ""
+        guard q == 0, driver == driverName else {
             close(fd)
             throw .io(device: path, "is not a v4l2loopback device (driver \"\(driver.isEmpty ? "none" : driver)\", card \"\(card)\"): "
-                      + "a real camera cannot be written to. Make a virtual one: \(Self.loadHint), then use the /dev/videoN it adds "
+                      + "a real camera cannot be written to. Make a virtual one: \(loadHint), then use the /dev/videoN it adds "
                       + "(`mediajack devices` lists loopback devices)")
         }
         let caps = cap.capabilities & 0x8000_0000 != 0 ? cap.device_caps : cap.capabilities
@@ -66,12 +77,13 @@ public final class LoopbackOutput {
             throw .io(device: path, "is already fed by another producer\(holders.isEmpty ? "" : " (open in " + holders.joined(separator: ", ") + ")")"
                       + ": stop it, or use another loopback device (modprobe v4l2loopback devices=2 ...)")
         }
-        do throws(DeviceError) { try configure() } catch {
-            if streaming { _ = cm_v4l2_output_streamoff(fd) }
-            scratch.deallocate()
-            close(fd)
-            throw error
-        }
+        return (fd, card)
+    }
+
+    /// Fails as `init` would on a device that cannot take a producer now, without keeping it: what a command
+    /// checks before it joins a bus, so a wrong device is said at once.
+    public static func check(_ path: String) throws(DeviceError) {
+        close(try openProducer(path).fd)
     }
 
     deinit {
@@ -149,9 +161,6 @@ public final class LoopbackOutput {
         let caps = cap.capabilities & 0x8000_0000 != 0 ? cap.device_caps : cap.capabilities
         return (string(&cap.card), caps & 0x2 != 0, caps & 0x1 != 0)
     }
-
-    /// Readers attached, when the module says (v4l2loopback's sysfs does not in every version): nil if unknown.
-    public var readers: Int? { nil }
 
     static func string<T>(_ tuple: inout T) -> String {
         withUnsafeBytes(of: &tuple) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

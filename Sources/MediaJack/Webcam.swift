@@ -45,6 +45,8 @@ public enum Webcam {
     public static func run(bus: String, _ s: Settings, report: @escaping @Sendable (String) -> Void,
                            whenWaitingForBus: (@Sendable () -> Void)?, shouldStop: () -> Bool,
                            progress: (Progress) -> Void) throws -> Progress {
+        // A wrong device is said before anything else happens.
+        try LoopbackOutput.check(s.device)
         let viewer = try LiveViewer(bus: bus, stream: s.stream, description: "mediajack webcam \(s.device)", report: report,
                                     whenWaitingForBus: whenWaitingForBus)
         defer { viewer.stop() }

@@ -235,6 +235,25 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(fed.contains("IPN camera"), "the card label the README's modprobe line gives: \(fed)")
     }
 
+    func testTheNextProducerGetsTheDeviceBackWhenTheWebcamEnds() async throws {
+        let r = try await vm()
+        let after = r.text("wcaps-after.txt")
+        XCTAssertTrue(after.contains("Video Output") && !after.contains("Video Capture"), "open to a producer again: \(after)")
+        // And the next producer fed it: the origin's example below runs a second webcam on the same device.
+        XCTAssertTrue(r.text("webcamV.log").contains("webcam /dev/video10 (IPN camera): 320x180 yuyv422 at 10 fps"), r.text("webcamV.log"))
+    }
+
+    func testAFedLoopbackOrARealCameraIsRefusedWithTheReason() async throws {
+        let r = try await vm()
+        let fed = r.text("werr-fed.log"), real = r.text("werr-real.log")
+        XCTAssertEqual(r.status("werr-fed.log"), 1, fed)
+        XCTAssertTrue(fed.contains("/dev/video10: is already fed by another producer (open in pid "), fed)
+        XCTAssertTrue(fed.contains("(mediajack)): stop it, or use another loopback device"), "names who feeds it: \(fed)")
+        XCTAssertEqual(r.status("werr-real.log"), 1, real)
+        XCTAssertTrue(real.contains("/dev/video0: is not a v4l2loopback device (driver \"vivid\""), real)
+        XCTAssertTrue(real.contains("modprobe v4l2loopback exclusive_caps=1"), "says how to make a virtual one: \(real)")
+    }
+
     func testAReaderBeforeAnyPublisherGetsThePlaceholderPicture() async throws {
         let r = try await vm()
         XCTAssertEqual(r.status("wplace.log"), 0, r.text("wplace.log"))
@@ -694,6 +713,9 @@ struct VMRun: Sendable {
         start webcam.log mediajack webcam /run/camW /dev/video10 --size 320x180 --fps 10
         waitfor 60 "the webcam feeds /dev/video10" grep -q "webcam /dev/video10" webcam.log
         v4l2-ctl -d /dev/video10 -D > wcaps-fed.txt 2>&1
+        # Devices that cannot take this producer: one already fed, a real camera.
+        run werr-fed.log mediajack webcam /run/camW /dev/video10 --size 320x180 --fps 10
+        run werr-real.log mediajack webcam /run/camW /dev/video0 --size 320x180 --fps 10
         # A reader before any publisher: the placeholder picture, at the device's rate.
         run wplace.log v4l2-ctl -d /dev/video10 --stream-mmap --stream-count=5 --stream-to=wplace.yuv
         start wpub1.log mediajack publish test:video /run/camW --encode h264 --preset ultrafast --size 320x180 --fps 10 --frames 80
@@ -710,6 +732,8 @@ struct VMRun: Sendable {
         waitfor 120 "the reader across the two publishers ended" ended wr3.log
         pkill -INT -f '^mediajack webcam /run/camW'
         wait
+        # The producer gone, the device takes the next one (v4l2loopback issue 442: not after a write without STREAMON).
+        v4l2-ctl -d /dev/video10 -D > wcaps-after.txt 2>&1
 
         echo "== the origin's example: one camera published once, recorded, watched through the webcam and restreamed at once"
         ipn create /run/camV --policy media --mtu 1000000 --queue 32 --persistent
