@@ -225,6 +225,21 @@ pid_t ipn_spawn_detached(const char *path, char *const argv[], char *const envp[
     return pid;
 }
 
+pid_t ipn_spawn_with(const char *path, char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd) {
+    posix_spawn_file_actions_t fa;
+    pid_t pid = -1;
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    posix_spawn_file_actions_init(&fa);
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0) posix_spawn_file_actions_adddup2(&fa, fds[i], i);
+        else posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+    }
+    int rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) { errno = rc; return -1; }
+    return pid;
+}
+
 uint64_t ipn_thread_cpu_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);

@@ -138,6 +138,11 @@ public final class LoopbackOutput {
     /// Sends one picture: `fill` writes `frameBytes` bytes of the device's format.
     public func write(_ fill: (UnsafeMutableRawBufferPointer) -> Void) throws(DeviceError) {
         fill(UnsafeMutableRawBufferPointer(rebasing: scratch[0..<frameBytes]))
+        try writeAgain()
+    }
+
+    /// Sends the last picture once more (a repeat costs the write only).
+    public func writeAgain() throws(DeviceError) {
         var done = 0
         while done < pictureBytes {
             let n = Glibc.write(fd, scratch.baseAddress! + done, pictureBytes - done)

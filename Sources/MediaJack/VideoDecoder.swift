@@ -66,7 +66,10 @@ public final class VideoDecoder {
         if d.codec == "rawvideo", let pf = d.pixelFormat {
             ctx.pointee.codec_tag = avcodec_pix_fmt_to_codec_tag(av_get_pix_fmt(pf))
         }
-        ctx.pointee.thread_count = 1  // frame threads would add a frame of delay per thread
+        // Slice threads only: frame threads would add a frame of delay per thread; slices (a zerolatency x264
+        // stream has one per encoder thread) decode in parallel with none.
+        ctx.pointee.thread_type = FF_THREAD_SLICE
+        ctx.pointee.thread_count = 0
         core.setExtradata(d.extradata)
         try MediaError.check("avcodec_open2(\(d.codec))", avcodec_open2(ctx, codec, nil))
     }

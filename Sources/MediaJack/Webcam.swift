@@ -77,6 +77,7 @@ public enum Webcam {
 
         var p = Progress()
         var lastSerial = 0
+        var shown = ""
         var droppedBefore = viewer.current().counters.dropped
         let period = 1_000_000_000 / Int64(fps)
         var next = MediaPublisher.monotonic()
@@ -84,7 +85,12 @@ public enum Webcam {
             if let e = viewer.error { throw e }
             let now = viewer.current()
             p.state = now.state
-            if let picture = now.picture, now.state != .ended, now.state != .waitingForPublisher, now.state != .waitingForBus {
+            // What the device shows this tick: a picture, or a placeholder for the state (over the last picture
+            // once a publisher left). When it is what the device showed last, the last picture goes again as is.
+            let showing = now.picture != nil && now.state != .ended && now.state != .waitingForPublisher && now.state != .waitingForBus
+            let shows = showing ? "picture \(now.picture!.serial)"
+                : "\(now.state.rawValue) \(now.state == .ended ? now.picture?.serial ?? 0 : 0)"
+            if let picture = now.picture, showing {
                 if picture.serial != lastSerial {
                     if scaler.map({ $0.source.width != picture.width || $0.source.height != picture.height }) ?? true {
                         scaler = PictureScaler(from: (picture.width, picture.height, "yuv420p"), to: (w, h, "yuv420p"))
@@ -96,17 +102,24 @@ public enum Webcam {
                     p.repeated += 1
                 }
             } else {
-                // Before a publisher: grey. After one left: its last picture, dimmed. Either way, the state.
                 p.placeholders += 1
-                placeholder(&canvas, width: w, height: h, last: now.state == .ended ? now.picture : nil, scaler: &scaler)
-                canvas.withUnsafeMutableBufferPointer { c in
-                    caption.draw(now.state.rawValue, luma: c.baseAddress!, width: w, height: h)
+                if shows != shown {
+                    // Before a publisher: grey. After one left: its last picture, dimmed. Either way, the state.
+                    placeholder(&canvas, width: w, height: h, last: now.state == .ended ? now.picture : nil, scaler: &scaler)
+                    canvas.withUnsafeMutableBufferPointer { c in
+                        caption.draw(now.state.rawValue, luma: c.baseAddress!, width: w, height: h)
+                    }
                 }
             }
-            try canvas.withUnsafeBytes { src in
-                try device.write { out in
-                    if let toDevice { toDevice.convert(src, into: out) } else { out.copyMemory(from: src) }
+            if shows == shown {
+                try device.writeAgain()
+            } else {
+                try canvas.withUnsafeBytes { src in
+                    try device.write { out in
+                        if let toDevice { toDevice.convert(src, into: out) } else { out.copyMemory(from: src) }
+                    }
                 }
+                shown = shows
             }
             p.out += 1
             if p.out % fps == 1 { p.readers = DeviceHolders.of(s.device).count }

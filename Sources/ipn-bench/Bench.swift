@@ -30,6 +30,11 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("network-only"), help: "Only the network part.") var networkOnly = false
     @Flag(inversion: .prefixedNo, help: "Also measure the viewers: the browser feed's cost per frame, `mediajack serve` fan-out against a remux per viewer.") var viewers = true
     @Flag(name: .customLong("viewers-only"), help: "Only the viewers part.") var viewersOnly = false
+    @Flag(inversion: .prefixedNo, help: "Also measure the webcam path: `mediajack webcam` against ffmpeg writing to a v4l2loopback device (here if it has one, else in the device tier's VM).") var webcam = true
+    @Flag(name: .customLong("webcam-only"), help: "Only the webcam path.") var webcamOnly = false
+    @Option(name: .customLong("webcam-inside"), help: .hidden) var webcamInside: String?
+    @Option(name: .customLong("webcam-fps"), help: .hidden) var webcamFPS = 10
+    @Option(name: .customLong("webcam-seconds"), help: .hidden) var webcamSeconds = 10
 
     static func main() {
         // Each result line reaches `ipn-bench > results.txt` as it is measured: a run cut short keeps what it found.
@@ -41,6 +46,15 @@ struct Bench: ParsableCommand {
         if networkOnly {
             printMachine()
             NetworkBench.run(quick: quick)
+            return
+        }
+        if let device = webcamInside {
+            WebcamBench.inside(devices: device, fps: webcamFPS, seconds: webcamSeconds)
+            return
+        }
+        if webcamOnly {
+            printMachine()
+            WebcamBench.run(quick: quick)
             return
         }
         if viewersOnly {
@@ -102,6 +116,7 @@ struct Bench: ParsableCommand {
         if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
         if network { NetworkBench.run(quick: quick) }
         if viewers { try ViewerBench.run(quick: quick) }
+        if webcam { WebcamBench.run(quick: quick) }
     }
 
     func messageCount(_ size: Int) -> Int {

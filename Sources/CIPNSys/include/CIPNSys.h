@@ -104,6 +104,9 @@ int ipn_open_path_only(const char *path);
 /// posix_spawn `path` in a new session (POSIX_SPAWN_SETSID) with stdin/stdout/stderr on /dev/null
 /// and `status_fd` duplicated onto fd 3. Returns the pid or -1 (errno set).
 pid_t ipn_spawn_detached(const char *path, char *const argv[], char *const envp[], int status_fd);
+/// Starts `path` with `argv` in this session, its standard input, output and error the given descriptors
+/// (-1: /dev/null). -1 with errno on failure.
+pid_t ipn_spawn_with(const char *path, char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd);
 
 /// Creates (or attaches to) the TAP interface `name` (IFF_TAP | IFF_NO_PI) through /dev/net/tun; an empty
 /// name lets the kernel pick. The actual name is written back into `name` (16 bytes). `persistent` sets
