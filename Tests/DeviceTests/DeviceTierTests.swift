@@ -280,6 +280,15 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(r.text("webcam.log").contains("wrote "), r.text("webcam.log"))
     }
 
+    func testTheWebcamsSoundIsAMicrophoneOnTheLoopbackCard() async throws {
+        let r = try await vm()
+        XCTAssertEqual(r.status("wpubA.log"), 0, r.text("wpubA.log"))
+        let tone = Signal(try await r.samples("wa.wav").left(), rate: 48_000).active()
+        XCTAssertGreaterThan(tone.seconds, 2, "the publisher's 3 s tone was heard: \(r.text("webcam.log"))")
+        XCTAssertEqual(tone.frequency, 997, accuracy: 3)
+        XCTAssertTrue(r.text("webcam.log").contains("audio: played "), r.text("webcam.log"))
+    }
+
     func testAPublisherAtAnotherSizeKeepsTheReadersFormat() async throws {
         let r = try await vm()
         XCTAssertEqual(r.status("wpub2.log"), 0, r.text("wpub2.log"))
@@ -710,7 +719,7 @@ struct VMRun: Sendable {
         echo "== the bus as a webcam (v4l2loopback /dev/video10): before a publisher, two readers at once, another size"
         v4l2-ctl -d /dev/video10 -D > wcaps-idle.txt 2>&1
         ipn create /run/camW --policy media --mtu 4000000 --persistent
-        start webcam.log mediajack webcam /run/camW /dev/video10 --size 320x180 --fps 10
+        start webcam.log mediajack webcam /run/camW /dev/video10 --size 320x180 --fps 10 --audio alsa:hw:Loopback,0,6
         waitfor 60 "the webcam feeds /dev/video10" grep -q "webcam /dev/video10" webcam.log
         v4l2-ctl -d /dev/video10 -D > wcaps-fed.txt 2>&1
         # Devices that cannot take this producer: one already fed, a real camera.
@@ -724,6 +733,12 @@ struct VMRun: Sendable {
         start wr2.log gst-launch-1.0 -q v4l2src device=/dev/video10 num-buffers=15 ! videoconvert ! video/x-raw,format=GRAY8 ! filesink location=wr2.gray
         waitfor 120 "ffmpeg read 15 pictures from the webcam" ended wr1.log
         waitfor 120 "GStreamer read 15 pictures from the webcam" ended wr2.log
+        # --audio: the bus's sound into snd-aloop's playback side, heard on its capture side (a microphone).
+        start wa-rec.log arecord -D hw:Loopback,1,6 -f S16_LE -r 48000 -c 2 wa.wav
+        waitfor 60 "arecord of the webcam's sound runs" pcm 1c 6 RUNNING
+        run wpubA.log mediajack publish test:audio /run/camW --frames 150
+        s=$(size wa.wav); waitfor 60 "arecord recorded on after the sound ended" grown wa.wav "$s" 192000
+        pkill -INT -f '^arecord -D hw:Loopback,1,6'
         run wcompliance.log v4l2-compliance -d /dev/video10
         waitfor 120 "the first publisher ended" ended wpub1.log
         # A reader across the end of one publisher and a second one at another size: it keeps its format.
