@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The origin's example: the same image from a camera viewed by an unmodified camera program (through the
+# The origin's example: the same image from a camera viewed by two unmodified camera programs (through the
 # bus as a webcam), recorded and restreamed, all at once.
 # Needs v4l2loopback (sudo modprobe v4l2loopback video_nr=10 exclusive_caps=1 card_label="IPN camera") and a
 # camera; none here? Run it in the VM, which has vivid and v4l2loopback:
@@ -14,12 +14,15 @@ mkdir -p "$out/hls"
 "$bin/mediajack" restream "$bus" "$out/hls/live.m3u8" --segment 2 --until-end &     # a restream
 until "$bin/ipn" stat "$bus" | grep -q restream; do sleep 0.1; done
 "$bin/mediajack" publish "v4l2:$cam" "$bus" --pixel-format yuyv422 --size 320x180 --fps 10 --frames 100 &
-until grep -q . <(v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture"); do sleep 0.1; done
-ffmpeg -v error -f v4l2 -i "$webcam" -frames:v 30 -y "$out/watched.mkv"           # an unmodified camera program
+until v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture" > /dev/null; do sleep 0.1; done
+# Two unmodified camera programs watching at once.
+gst-launch-1.0 -q v4l2src device="$webcam" num-buffers=30 ! videoconvert ! jpegenc ! avimux ! filesink location="$out/watched-gst.avi" &
+ffmpeg -v error -f v4l2 -i "$webcam" -frames:v 30 -y "$out/watched.mkv"
+wait %5
 wait %4                                                                             # the camera's 100 frames
 wait %2 %3
 kill -INT %1; wait %1
-for f in "$out/camera.mkv" "$out/hls/live.m3u8" "$out/watched.mkv"; do
+for f in "$out/camera.mkv" "$out/hls/live.m3u8" "$out/watched.mkv" "$out/watched-gst.avi"; do
   ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of compact "$f"
 done
 "$bin/ipn" rm "$bus"
