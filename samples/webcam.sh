@@ -8,13 +8,14 @@ set -euo pipefail
 bin="$(cd "$(dirname "$0")/.." && pwd)/.build/release"; [ -x "$bin/mediajack" ] || bin="$(swift build -c release --show-bin-path)"
 out=${1:-$(mktemp -d)}; bus=${TMPDIR:-/tmp}/webcam-$$; cam=${CAMERA:-/dev/video0}; webcam=${WEBCAM:-/dev/video10}
 "$bin/ipn" create "$bus" --policy media --mtu 4194304 --persistent
+trap 'kill $(jobs -p) 2>/dev/null || true; wait || true; "$bin/ipn" rm "$bus" 2>/dev/null || true' EXIT   # on any failure too
 mkdir -p "$out/hls"
 "$bin/mediajack" webcam "$bus" "$webcam" --size 320x180 --fps 10 &                  # the bus as a webcam
 "$bin/mediajack" record "$bus" "$out/camera.mkv" &                                  # a recording
 "$bin/mediajack" restream "$bus" "$out/hls/live.m3u8" --segment 2 --until-end &     # a restream
-until "$bin/ipn" stat "$bus" | grep -q restream; do sleep 0.1; done
+for i in $(seq 600); do "$bin/ipn" stat "$bus" | grep restream > /dev/null && break; sleep 0.1; done
 "$bin/mediajack" publish "v4l2:$cam" "$bus" --pixel-format yuyv422 --size 320x180 --fps 10 --frames 100 &
-until v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture" > /dev/null; do sleep 0.1; done
+for i in $(seq 600); do v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture" > /dev/null && break; sleep 0.1; done
 # Two unmodified camera programs watching at once.
 gst-launch-1.0 -q v4l2src device="$webcam" num-buffers=30 ! videoconvert ! jpegenc ! avimux ! filesink location="$out/watched-gst.avi" &
 ffmpeg -v error -f v4l2 -i "$webcam" -frames:v 30 -y "$out/watched.mkv"
@@ -25,4 +26,3 @@ kill -INT %1; wait %1
 for f in "$out/camera.mkv" "$out/hls/live.m3u8" "$out/watched.mkv" "$out/watched-gst.avi"; do
   ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of compact "$f"
 done
-"$bin/ipn" rm "$bus"

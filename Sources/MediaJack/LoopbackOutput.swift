@@ -43,12 +43,8 @@ public final class LoopbackOutput {
         self.format = format
         self.fps = fps
         (fd, card) = try Self.openProducer(path)
-        do throws(DeviceError) { try configure() } catch {
-            if streaming { _ = cm_v4l2_output_streamoff(fd) }
-            scratch.deallocate()
-            close(fd)
-            throw error
-        }
+        // Fully initialised from here: if configure() throws, deinit stops streaming and closes the device.
+        try configure()
     }
 
     /// Opens `path` as a loopback device's producer side, or says why it cannot be one: no such device (the
@@ -56,7 +52,11 @@ public final class LoopbackOutput {
     private static func openProducer(_ path: String) throws(DeviceError) -> (fd: Int32, card: String) {
         let fd = path.withCString { cm_v4l2_open_output($0) }
         if fd < 0 {
-            if -fd == ENOENT { throw .io(device: path, "no such device: a virtual webcam needs the v4l2loopback module: \(loadHint)") }
+            if -fd == ENOENT {
+                let existing = DeviceList.loopbacks().map(\.path)
+                if !existing.isEmpty { throw .io(device: path, "no such device; the loopback devices here are \(existing.joined(separator: ", "))") }
+                throw .io(device: path, "no such device: a virtual webcam needs the v4l2loopback module: \(loadHint)")
+            }
             throw DeviceError.from(errno: -fd, device: path, doing: "open")
         }
         var cap = v4l2_capability()

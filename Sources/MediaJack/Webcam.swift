@@ -18,7 +18,7 @@ public enum Webcam {
         public var fps: Int?
         public var pixelFormat = LoopbackOutput.PixelFormat.yuyv422
         public var stream: UInt32?
-        /// How long to wait for a first stream to take the format from.
+        /// How long to wait for a first stream to take the format from (after that: 1280x720 at 30 fps).
         public var formatWait = 2.0
         public init() {}
     }
@@ -28,7 +28,8 @@ public enum Webcam {
         public var out = 0
         /// Ticks that repeated the previous picture (the bus was slower than the device).
         public var repeated = 0
-        /// Decoded pictures replaced before a tick took them (the bus was faster).
+        /// Frames not shown: decoded pictures replaced before a tick took them (the bus was faster), and frames
+        /// the viewer dropped (a gap on the bus, waiting for a keyframe).
         public var skipped = 0
         /// Ticks that showed a placeholder (no publisher, or its stream ended).
         public var placeholders = 0
@@ -78,6 +79,8 @@ public enum Webcam {
         var p = Progress()
         var lastSerial = 0
         var shown = ""
+        /// The newest picture of a publisher that left.
+        var endedOn = 0
         var droppedBefore = viewer.current().counters.dropped
         let period = 1_000_000_000 / Int64(fps)
         var next = MediaPublisher.monotonic()
@@ -85,11 +88,14 @@ public enum Webcam {
             if let e = viewer.error { throw e }
             let now = viewer.current()
             p.state = now.state
-            // What the device shows this tick: a picture, or a placeholder for the state (over the last picture
-            // once a publisher left). When it is what the device showed last, the last picture goes again as is.
-            let showing = now.picture != nil && now.state != .ended && now.state != .waitingForPublisher && now.state != .waitingForBus
-            let shows = showing ? "picture \(now.picture!.serial)"
-                : "\(now.state.rawValue) \(now.state == .ended ? now.picture?.serial ?? 0 : 0)"
+            // What the device shows this tick: a picture, or a placeholder for the state (over the last picture,
+            // dimmed, once a publisher left). A picture of a publisher that left is never shown as live: the next
+            // one's first picture ends the placeholder. When the device showed the same last tick, the last
+            // picture goes again as is.
+            if now.state == .ended || now.state == .waitingForPublisher { endedOn = max(endedOn, now.picture?.serial ?? 0) }
+            let showing = (now.picture?.serial ?? 0) > endedOn && now.state != .ended && now.state != .waitingForPublisher
+                && now.state != .waitingForBus
+            let shows = showing ? "picture \(now.picture!.serial)" : "\(now.state.rawValue) \(now.picture?.serial ?? 0)"
             if let picture = now.picture, showing {
                 if picture.serial != lastSerial {
                     if scaler.map({ $0.source.width != picture.width || $0.source.height != picture.height }) ?? true {
@@ -105,7 +111,8 @@ public enum Webcam {
                 p.placeholders += 1
                 if shows != shown {
                     // Before a publisher: grey. After one left: its last picture, dimmed. Either way, the state.
-                    placeholder(&canvas, width: w, height: h, last: now.state == .ended ? now.picture : nil, scaler: &scaler)
+                    placeholder(&canvas, width: w, height: h, last: now.picture, scaler: &scaler)
+                    lastSerial = 0
                     canvas.withUnsafeMutableBufferPointer { c in
                         caption.draw(now.state.rawValue, luma: c.baseAddress!, width: w, height: h)
                     }
@@ -122,7 +129,7 @@ public enum Webcam {
                 shown = shows
             }
             p.out += 1
-            if p.out % fps == 1 { p.readers = DeviceHolders.of(s.device).count }
+            if (p.out - 1) % fps == 0 { p.readers = DeviceHolders.of(s.device).count }
             let dropped = now.counters.dropped
             p.skipped += dropped - droppedBefore
             droppedBefore = dropped

@@ -30,8 +30,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .customLong("network-only"), help: "Only the network part.") var networkOnly = false
     @Flag(inversion: .prefixedNo, help: "Also measure the viewers: the browser feed's cost per frame, `mediajack serve` fan-out against a remux per viewer.") var viewers = true
     @Flag(name: .customLong("viewers-only"), help: "Only the viewers part.") var viewersOnly = false
-    @Flag(inversion: .prefixedNo, help: "Also measure the webcam path: `mediajack webcam` against ffmpeg writing to a v4l2loopback device (here if it has one, else in the device tier's VM).") var webcam = true
+    @Flag(inversion: .prefixedNo, help: "Also measure the webcam path: `mediajack webcam` against ffmpeg writing to a v4l2loopback device (in the device tier's VM).") var webcam = true
     @Flag(name: .customLong("webcam-only"), help: "Only the webcam path.") var webcamOnly = false
+    @Flag(name: .customLong("webcam-here"), help: "Measure the webcam path on this machine's free v4l2loopback devices, not in the VM (ffmpeg leaves each device it writes to fed until the module is reloaded).") var webcamHere = false
     @Option(name: .customLong("webcam-inside"), help: .hidden) var webcamInside: String?
     @Option(name: .customLong("webcam-fps"), help: .hidden) var webcamFPS = 10
     @Option(name: .customLong("webcam-seconds"), help: .hidden) var webcamSeconds = 10
@@ -54,7 +55,7 @@ struct Bench: ParsableCommand {
         }
         if webcamOnly {
             printMachine()
-            WebcamBench.run(quick: quick)
+            WebcamBench.run(quick: quick, here: webcamHere)
             return
         }
         if viewersOnly {
@@ -116,7 +117,7 @@ struct Bench: ParsableCommand {
         if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
         if network { NetworkBench.run(quick: quick) }
         if viewers { try ViewerBench.run(quick: quick) }
-        if webcam { WebcamBench.run(quick: quick) }
+        if webcam { WebcamBench.run(quick: quick, here: webcamHere) }
     }
 
     func messageCount(_ size: Int) -> Int {

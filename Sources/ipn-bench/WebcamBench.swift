@@ -19,11 +19,14 @@ import MediaWire
 enum WebcamBench {
     static let width = 1280, height = 720
 
-    static func run(quick: Bool) {
+    /// `here`: on this machine's free loopback devices (ffmpeg leaves each one it writes to fed until the module
+    /// is reloaded); else in the VM.
+    static func run(quick: Bool, here: Bool) {
         print("")
         let seconds = quick ? 4 : 10
         let free = DeviceList.loopbacks().filter { !$0.fed }.map(\.path)
-        if !free.isEmpty {
+        if here {
+            guard !free.isEmpty else { print("webcam path: --webcam-here, but this machine has no free v4l2loopback device"); return }
             let devices = Array(free.prefix(rounds + 1))
             report(measure(devices: devices, fps: 30, seconds: seconds), fps: 30, where: devices.joined(separator: ", ") + " on this machine")
             return
@@ -39,7 +42,7 @@ enum WebcamBench {
         try? FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let fps = 10
-        print("webcam path: no v4l2loopback device on this machine; measuring in the device tier's VM (emulated CPU, \(fps) fps)...")
+        print("webcam path: measuring in the device tier's VM (emulated CPU, \(fps) fps; --webcam-here to use this machine's loopback devices)...")
         _ = bashOutput("""
             IPN_VM_TIMEOUT=900 IPN_VM_LOOPBACKS=\(rounds + 1) bash '\(script)' '\(work)' \
               '\(URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path)' \
@@ -164,6 +167,7 @@ enum WebcamBench {
                                    errorLog: dir + "/webcam.log")
             defer { webcam.stop() }
             let reader = try Reader(device: device, fps: fps, frames: packets.count, log: dir + "/webcam.log")
+            defer { reader.stop() }
             var sent = [Int64](repeating: 0, count: packets.count)
             let period = 1_000_000_000 / Int64(fps), start = MediaPublisher.monotonic()
             for (i, p) in packets.enumerated() {
@@ -201,6 +205,7 @@ enum WebcamBench {
             let period = 1_000_000_000 / Int64(fps)
             var start = MediaPublisher.monotonic()
             var reader: Reader?
+            defer { reader?.stop() }
             let stream = AnnexB(extradata: extradata)
             for (i, p) in packets.enumerated() {
                 waitUntil(start + Int64(i) * period)
@@ -236,7 +241,7 @@ enum WebcamBench {
     final class Reader: @unchecked Sendable {
         private let lock = NSLock()
         private var firstSeen: [Int64]
-        private var stop = false
+        private var stopping = false
         private(set) var error: String?
         private let done = DispatchSemaphore(value: 0)
         private let last: Int
@@ -269,7 +274,7 @@ enum WebcamBench {
                 }
                 var luma = [UInt8](repeating: 0, count: width * height)
                 defer { camera.stop() }
-                while !lock.withLock({ stop }) {
+                while !lock.withLock({ stopping }) {
                     do {
                         guard let c = try camera.next(timeout: 0.2) else { continue }
                         let now = MediaPublisher.monotonic()
@@ -301,8 +306,13 @@ enum WebcamBench {
                 if Date().timeIntervalSince(quietSince) > seconds { break }
                 usleep(20_000)
             }
-            lock.withLock { stop = true }
-            done.wait()
+            stop()
+        }
+
+        /// Stops the reading thread and waits for it (once; later calls return at once).
+        func stop() {
+            let first = lock.withLock { () -> Bool in defer { stopping = true }; return !stopping }
+            if first { done.wait() }
         }
 
         func delays(sent: [Int64]) -> [Double] {

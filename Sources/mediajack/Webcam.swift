@@ -13,8 +13,8 @@ struct WebcamCommand: ParsableCommand {
             Feeds a v4l2loopback device (the virtual-camera module OBS uses) with the bus's video, so any \
             number of unmodified camera programs (ffplay -f v4l2, GStreamer's v4l2src, OBS, a browser's \
             getUserMedia, a video-call app) watch it at once. The device keeps one format for its whole life \
-            (--size, --fps, --pixel-format; by default the first stream's size and rate, else 1280x720 at 30 \
-            fps); whatever is on the bus (H.264, MJPEG, raw, any size) is decoded and scaled to it. Pictures go \
+            (--size, --fps, --pixel-format; by default the size and rate of a stream on the bus within 2 s of \
+            the start, else 1280x720 at 30 fps); whatever is on the bus (H.264, MJPEG, raw, any size) is decoded and scaled to it. Pictures go \
             out at the device's rate: the newest one, repeated when the bus is slower, skipped when faster. \
             Before a publisher, and after one leaves, readers get a placeholder picture saying so; a publisher \
             that comes back, at any size, continues the picture.
@@ -32,8 +32,8 @@ struct WebcamCommand: ParsableCommand {
 
     @Argument(help: "Path of the bus.") var bus: String
     @Argument(help: "The v4l2loopback device, e.g. /dev/video10.") var device: String
-    @Option(help: "Picture size WxH (default: the first stream's, else 1280x720).") var size: String?
-    @Option(help: "Frames per second (default: the first stream's, else 30).") var fps: Int?
+    @Option(help: "Picture size WxH (default: a stream's on the bus within 2 s, else 1280x720).") var size: String?
+    @Option(help: "Frames per second (default: a stream's on the bus within 2 s, else 30).") var fps: Int?
     @Option(name: .customLong("pixel-format"), help: "yuyv422 (default) or yuv420p.") var pixelFormat = "yuyv422"
     @Option(help: "Video stream id (default: the first video stream).") var stream: UInt32?
     @Option(help: "Also play the bus's first audio stream on alsa:DEVICE (e.g. snd-aloop's playback side: its capture side is then a microphone).")
@@ -66,10 +66,14 @@ struct WebcamCommand: ParsableCommand {
         let waiting: (@Sendable () -> Void)? = noWait ? nil : { @Sendable in say("waiting for a bus at \(path) (--no-wait to fail instead)") }
         var line = ProgressLine()
         let deadline = duration.map { Date().addingTimeInterval($0) }
-        let audioDone = audio.map { startAudio(device: String($0.dropFirst(5)), say: say) }
+        // The sound joins the bus once the device is open and the bus is there (as `view --audio` does).
+        var audioDone: DispatchSemaphore?
         do {
             let p = try Webcam.run(bus: bus, s, report: say, whenWaitingForBus: waiting,
                                    shouldStop: { stopRequested || deadline.map { Date() >= $0 } ?? false }) { p in
+                if let audio, audioDone == nil, p.state != .waitingForBus {
+                    audioDone = startAudio(device: String(audio.dropFirst(5)), say: say)
+                }
                 line.show("\(p.out) pictures out  \(p.repeated) repeated  \(p.skipped) skipped  \(p.late) late  \(p.readers) reader(s)  \(p.state.rawValue)")
             }
             line.end()
