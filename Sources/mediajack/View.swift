@@ -1,5 +1,4 @@
 import ArgumentParser
-import Atomics
 import Foundation
 import IPNBus
 import MediaJack
@@ -51,7 +50,7 @@ struct View: ParsableCommand {
             defer { viewer.stop() }
             if !window.hasFont { say("no font found (install fonts-dejavu-core): the overlay and state lines are not drawn") }
             if noOverlay { window.toggleOverlay() }
-            var audioThread: DispatchSemaphore?  // started once the viewer is on the bus
+            var sound: BackgroundAudio?  // started once the viewer is on the bus
             let deadline = duration.map { Date().addingTimeInterval($0) }
             var fitted: StreamDescription?
             var drawn: (serial: Int, state: LiveViewer.State, at: Date)? = nil
@@ -60,7 +59,7 @@ struct View: ParsableCommand {
                 if input == .quit { break }
                 if let e = viewer.error { throw e }
                 let now = viewer.current()
-                if audioThread == nil, let audio, now.state != .waitingForBus { audioThread = startAudio(device: String(audio.dropFirst(5)), say: say) }
+                if sound == nil, let audio, now.state != .waitingForBus { sound = BackgroundAudio(bus: bus, device: String(audio.dropFirst(5)), say: say) }
                 if let d = now.stream, d != fitted, let w = d.width, let h = d.height {
                     window.fit(width: w, height: h)
                     fitted = d
@@ -78,8 +77,7 @@ struct View: ParsableCommand {
                 window.draw(now.picture, status: now.state == .playing ? nil : now.state.rawValue, overlayLines: lines)
                 drawn = (serial, now.state, Date())
             }
-            stopAudio.store(true, ordering: .relaxed)
-            audioThread?.wait()
+            sound?.stop()
             let c = viewer.current().counters
             print("showed \(window.stats.shown) pictures of \(c.decoded) decoded from \(c.streams) stream(s); \(c.dropped) dropped, \(c.gaps) gaps, \(c.corrupt) undecodable")
             if let p50 = window.stats.latency(percentile: 0.5), let p99 = window.stats.latency(percentile: 0.99) {
@@ -89,24 +87,5 @@ struct View: ParsableCommand {
             throw fail(error)
         }
     }
-
-    /// `mediajack play` on its own thread and bus connection: the sound never waits for the window.
-    private func startAudio(device: String, say: @escaping @Sendable (String) -> Void) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        var s = AudioPlayer.Settings()
-        s.device = device
-        let bus = self.bus, settings = s
-        Thread.detachNewThread {
-            defer { done.signal() }
-            do {
-                let p = try AudioPlayer.run(bus: bus, settings, report: say, shouldStop: { stopAudio.load(ordering: .relaxed) }) { _ in }
-                say("audio: played \(p.framesPlayed) frames; \(p.skippedLate) skipped as late, \(p.xruns) xruns")
-            } catch {
-                say("audio: \(error)")
-            }
-        }
-        return done
-    }
 }
 
-private let stopAudio = ManagedAtomic(false)

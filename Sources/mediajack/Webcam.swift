@@ -1,5 +1,4 @@
 import ArgumentParser
-import Atomics
 import Foundation
 import IPNBus
 import MediaJack
@@ -67,44 +66,23 @@ struct WebcamCommand: ParsableCommand {
         var line = ProgressLine()
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // The sound joins the bus once the device is open and the bus is there (as `view --audio` does).
-        var audioDone: DispatchSemaphore?
+        var sound: BackgroundAudio?
         do {
             let p = try Webcam.run(bus: bus, s, report: say, whenWaitingForBus: waiting,
                                    shouldStop: { stopRequested || deadline.map { Date() >= $0 } ?? false }) { p in
-                if let audio, audioDone == nil, p.state != .waitingForBus {
-                    audioDone = startAudio(device: String(audio.dropFirst(5)), say: say)
+                if let audio, sound == nil, p.state != .waitingForBus {
+                    sound = BackgroundAudio(bus: bus, device: String(audio.dropFirst(5)), say: say)
                 }
                 line.show("\(p.out) pictures out  \(p.repeated) repeated  \(p.skipped) skipped  \(p.late) late  \(p.readers) reader(s)  \(p.state.rawValue)")
             }
             line.end()
-            webcamAudioStop.store(true, ordering: .relaxed)
-            audioDone?.wait()
+            sound?.stop()
             print("wrote \(p.out) pictures to \(device): \(p.repeated) repeated, \(p.skipped) skipped, \(p.placeholders) placeholders, \(p.late) late ticks")
         } catch {
             line.end()
-            webcamAudioStop.store(true, ordering: .relaxed)
-            audioDone?.wait()
+            sound?.stop()
             throw fail(error)
         }
     }
-
-    /// `mediajack play` on its own thread and bus connection, as `view --audio` does.
-    private func startAudio(device: String, say: @escaping @Sendable (String) -> Void) -> DispatchSemaphore {
-        let done = DispatchSemaphore(value: 0)
-        var s = AudioPlayer.Settings()
-        s.device = device
-        let bus = self.bus, settings = s
-        Thread.detachNewThread {
-            defer { done.signal() }
-            do {
-                let p = try AudioPlayer.run(bus: bus, settings, report: say, shouldStop: { webcamAudioStop.load(ordering: .relaxed) }) { _ in }
-                say("audio: played \(p.framesPlayed) frames; \(p.skippedLate) skipped as late, \(p.xruns) xruns")
-            } catch {
-                say("audio: \(error)")
-            }
-        }
-        return done
-    }
 }
 
-private let webcamAudioStop = ManagedAtomic(false)
