@@ -143,6 +143,7 @@ public final class LoopbackOutput {
 
     /// Sends the last picture once more (a repeat costs the write only).
     public func writeAgain() throws(DeviceError) {
+        keepBuffersMapped()
         var done = 0
         while done < pictureBytes {
             let n = Glibc.write(fd, scratch.baseAddress! + done, pictureBytes - done)
@@ -153,6 +154,28 @@ public final class LoopbackOutput {
             done += n
         }
         written += 1
+    }
+
+    /// v4l2loopback 0.12.7 keeps one set of buffers for all its readers, and any reader's VIDIOC_REQBUFS
+    /// (GStreamer's v4l2src calls it when it stops) clears every buffer's "mapped" flag: the other readers'
+    /// next VIDIOC_DQBUF then fails ("not mapped", EINVAL) and they end, as if the camera were gone. Mapping a
+    /// buffer sets the flag again (unmapping leaves it), so before each picture the producer maps, for a
+    /// moment, each buffer a reader's REQBUFS left unmarked; the readers wake only at the write that follows.
+    private func keepBuffersMapped() {
+        var offsets: Set<UInt32> = []
+        for index in 0..<UInt32(64) {
+            var b = v4l2_buffer()
+            b.index = index
+            b.type = V4L2_BUF_TYPE_VIDEO_OUTPUT.rawValue
+            b.memory = V4L2_MEMORY_MMAP.rawValue
+            guard cm_v4l2_querybuf(fd, &b) == 0 else { return }
+            let offset = cm_v4l2_buffer_offset(&b)
+            // The module answers any index modulo its buffer count: a repeated offset means all were seen.
+            guard offsets.insert(offset).inserted else { return }
+            if b.flags & 0x1 == 0, b.length > 0, let mapping = cm_v4l2_mmap(fd, Int(b.length), offset) {  // V4L2_BUF_FLAG_MAPPED
+                _ = cm_v4l2_munmap(mapping, Int(b.length))
+            }
+        }
     }
 
     /// What a /dev/videoN is if it is a v4l2loopback device: its card name, and whether it takes a producer
