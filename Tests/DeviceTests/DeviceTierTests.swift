@@ -268,14 +268,15 @@ final class DeviceTierTests: XCTestCase {
 
     func testTwoUnmodifiedReadersAtOnceSeeThePublishersPicturesAdvance() async throws {
         let r = try await vm()
-        for (name, reader, count) in [("wr1", "ffmpeg -f v4l2", 150), ("wr2", "GStreamer v4l2src", 15)] {
+        for (name, reader, count) in [("wr1", "ffmpeg -f v4l2", 200), ("wr2", "GStreamer v4l2src", 15)] {
             XCTAssertEqual(r.status(name + ".log"), 0, "\(reader): \(r.text(name + ".log"))")
             XCTAssertEqual(r.text(name + ".log"), "", "\(reader) met no error")
             let numbers = r.barcodes(name + ".gray", width: 320, height: 180)
             XCTAssertEqual(numbers.count, count, "\(reader): \(count) pictures (the first reader read on when the other stopped: \(r.text("wr-overlap.txt")))")
             let read = numbers.compactMap { $0 }
-            // ffmpeg reads on past the publisher's end (placeholders, no barcode); GStreamer reads while it publishes.
-            XCTAssertGreaterThanOrEqual(read.count, min(count, 14), "\(reader): the test picture's frame number in each: \(numbers)")
+            // The publisher publishes until both readers are done: a barcode in every picture but the first ones
+            // (a reader may open while the webcam still waits for the first keyframe).
+            XCTAssertGreaterThanOrEqual(read.count, count - 3, "\(reader): the test picture's frame number in each: \(numbers)")
             XCTAssertEqual(read, read.sorted(), "\(reader): never backwards")
             XCTAssertGreaterThan((read.last ?? 0), (read.first ?? 0), "\(reader): the picture advances: \(read)")
         }
@@ -738,24 +739,26 @@ struct VMRun: Sendable {
         run werr-real.log mediajack webcam /run/camW /dev/video0 --size 320x180 --fps 10
         # A reader before any publisher: the placeholder picture, at the device's rate.
         run wplace.log v4l2-ctl -d /dev/video10 --stream-mmap --stream-count=5 --stream-to=wplace.yuv
-        start wpub1.log mediajack publish test:video /run/camW --encode h264 --preset ultrafast --size 320x180 --fps 10 --frames 80
+        start wpub1.log mediajack publish test:video /run/camW --encode h264 --preset ultrafast --size 320x180 --fps 10
         waitfor 60 "the webcam shows the publisher's picture" grep -q "playing" webcam.log
         # Two readers at once; GStreamer stops first (its REQBUFS(0) at the end clears v4l2loopback 0.12.7's
         # shared buffers' mapped flag: ffmpeg must read on).
-        start wr1.log ffmpeg -v error -f v4l2 -i /dev/video10 -frames:v 150 -f rawvideo -pix_fmt gray wr1.gray
+        start wr1.log ffmpeg -v error -f v4l2 -i /dev/video10 -frames:v 200 -f rawvideo -pix_fmt gray wr1.gray
         waitfor 60 "ffmpeg reads the webcam" grown wr1.gray 0 57600
         start wr2.log gst-launch-1.0 -q v4l2src device=/dev/video10 num-buffers=15 ! videoconvert ! video/x-raw,format=GRAY8 ! filesink location=wr2.gray
         waitfor 120 "GStreamer read 15 pictures from the webcam" ended wr2.log
         ended wr1.log || echo "ffmpeg was reading when GStreamer stopped" > wr-overlap.txt
-        waitfor 120 "ffmpeg read 150 pictures from the webcam" ended wr1.log
+        waitfor 120 "ffmpeg read 200 pictures from the webcam" ended wr1.log
         # --audio: the bus's sound into snd-aloop's playback side, heard on its capture side (a microphone).
         start wa-rec.log arecord -D hw:Loopback,1,6 -f S16_LE -r 48000 -c 2 wa.wav
         waitfor 60 "arecord of the webcam's sound runs" pcm 1c 6 RUNNING
         run wpubA.log mediajack publish test:audio /run/camW --frames 150
         s=$(size wa.wav); waitfor 60 "arecord recorded on after the sound ended" grown wa.wav "$s" 192000
         pkill -INT -f '^arecord -D hw:Loopback,1,6'
-        run wcompliance.log v4l2-compliance -d /dev/video10
+        # The first publisher published while both read; it ends now (SIGINT: a clean end of stream).
+        pkill -INT -f '^mediajack publish test:video /run/camW'
         waitfor 120 "the first publisher ended" ended wpub1.log
+        run wcompliance.log v4l2-compliance -d /dev/video10
         # A reader across the end of one publisher and a second one at another size: it keeps its format.
         start wr3.log ffmpeg -v error -f v4l2 -i /dev/video10 -frames:v 1100 -f rawvideo -pix_fmt gray wr3.gray
         run wpub2.log mediajack publish test:video /run/camW --encode h264 --preset ultrafast --size 640x360 --fps 10 --frames 30
