@@ -29,7 +29,7 @@ final class DeviceTierTests: XCTestCase {
 
     // MARK: cameras
 
-    func testDevicesListsTheVividCameraAndTheLoopbackCard() async throws {
+    func testDevicesListsTheVividCameraTheLoopbackCardAndTheVirtualWebcam() async throws {
         let r = try await vm()
         let list = r.text("devices.txt")
         XCTAssertTrue(list.contains("v4l2:/dev/video0  vivid  driver vivid"), list)
@@ -38,6 +38,9 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertTrue(list.contains("does not publish"), "formats we cannot publish are summarised: \(list)")
         XCTAssertTrue(list.contains("alsa:hw:Loopback,0"), list)
         XCTAssertTrue(list.contains("capture+playback"), list)
+        // The v4l2loopback device, idle: listed as a free virtual webcam, not as a camera.
+        XCTAssertTrue(list.contains("/dev/video10  IPN camera  free: mediajack webcam BUS /dev/video10"), list)
+        XCTAssertFalse(list.contains("v4l2:/dev/video10"), "a loopback is no camera: \(list)")
     }
 
     func testNegotiationWithoutARequestPicksTheLargestRawSizeAt30FpsAndSaysSo() async throws {
