@@ -77,7 +77,7 @@ public enum Webcam {
         if !caption.hasFont { report("no font found (install fonts-dejavu-core): placeholder pictures carry no text") }
 
         var p = Progress()
-        var lastSerial = 0
+        /// What the device showed last ("picture N", or a state over a picture): the canvas holds it.
         var shown = ""
         /// The newest picture of a publisher that left.
         var endedOn = 0
@@ -97,13 +97,12 @@ public enum Webcam {
                 && now.state != .waitingForBus
             let shows = showing ? "picture \(now.picture!.serial)" : "\(now.state.rawValue) \(now.picture?.serial ?? 0)"
             if let picture = now.picture, showing {
-                if picture.serial != lastSerial {
+                if shows != shown {
                     if scaler.map({ $0.source.width != picture.width || $0.source.height != picture.height }) ?? true {
                         scaler = PictureScaler(from: (picture.width, picture.height, "yuv420p"), to: (w, h, "yuv420p"))
                     }
                     picture.bytes.withUnsafeBytes { src in canvas.withUnsafeMutableBytes { scaler?.convert(src, into: $0) } }
                     viewer.shown(picture.serial)
-                    lastSerial = picture.serial
                 } else {
                     p.repeated += 1
                 }
@@ -112,7 +111,6 @@ public enum Webcam {
                 if shows != shown {
                     // Before a publisher: grey. After one left: its last picture, dimmed. Either way, the state.
                     placeholder(&canvas, width: w, height: h, last: now.picture, scaler: &scaler)
-                    lastSerial = 0
                     canvas.withUnsafeMutableBufferPointer { c in
                         caption.draw(now.state.rawValue, luma: c.baseAddress!, width: w, height: h)
                     }
