@@ -156,11 +156,12 @@ public final class LoopbackOutput {
         written += 1
     }
 
-    /// v4l2loopback 0.12.7 keeps one set of buffers for all its readers, and any reader's VIDIOC_REQBUFS
-    /// (GStreamer's v4l2src calls it when it stops) clears every buffer's "mapped" flag: the other readers'
+    /// v4l2loopback 0.12.7 keeps one set of buffers for all its readers, and any reader's VIDIOC_REQBUFS (every
+    /// mmap reader calls it as it starts and as it stops) clears every buffer's "mapped" flag: the other readers'
     /// next VIDIOC_DQBUF then fails ("not mapped", EINVAL) and they end, as if the camera were gone. Mapping a
     /// buffer sets the flag again (unmapping leaves it), so before each picture the producer maps, for a
-    /// moment, each buffer a reader's REQBUFS left unmarked; the readers wake only at the write that follows.
+    /// moment, each buffer a reader's REQBUFS left unmarked. Only a reader with a picture waiting at the moment
+    /// of another's REQBUFS still fails: that window is the module's (issue 459) and cannot be closed from here.
     private func keepBuffersMapped() {
         var offsets: Set<UInt32> = []
         for index in 0..<UInt32(64) {
