@@ -16,7 +16,8 @@ mkdir -p "$out/hls"
 for i in $(seq 600); do "$bin/ipn" stat "$bus" | grep restream > /dev/null && break; sleep 0.1; done
 "$bin/mediajack" publish "v4l2:$cam" "$bus" --pixel-format yuyv422 --size 320x180 --fps 10 --frames 100 &
 for i in $(seq 600); do v4l2-ctl -d "$webcam" -D 2>/dev/null | grep "Video Capture" > /dev/null && break; sleep 0.1; done
-# Two unmodified camera programs watching at once.
+# Two unmodified camera programs watching at once. (Debian 12's v4l2loopback 0.12.7 may, rarely, end one mmap reader
+# as another starts or stops: see the README's webcam section.)
 gst-launch-1.0 -q v4l2src device="$webcam" num-buffers=30 ! videoconvert ! jpegenc ! avimux ! filesink location="$out/watched-gst.avi" &
 ffmpeg -v error -f v4l2 -i "$webcam" -frames:v 30 -y "$out/watched.mkv"
 wait %5
