@@ -18,6 +18,9 @@ let package = Package(
         .library(name: "asound_module_pcm_ipn", type: .dynamic, targets: ["AlsaPluginIPN"]),
         // The vdeplug4 plugin: every VDE tool and qemu on a bus (ipn:///path): libvdeplug_ipn.so.
         .library(name: "vdeplug_ipn", type: .dynamic, targets: ["VDEPluginIPN"]),
+        // Our libjack: unmodified JACK programs on jackd-ipn (`ipn-jack PROGRAM`): libjack.so, SONAME libjack.so.0.
+        .library(name: "jack", type: .dynamic, targets: ["JackIPN"]),
+        .executable(name: "ipn-jack", targets: ["ipn-jack"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -68,6 +71,14 @@ let package = Package(
         // The vdeplug4 module table (Debian: libvdeplug-dev); the node itself is Swift.
         .target(name: "CVDEPlugin"),
         .target(name: "VDEPluginIPN", dependencies: ["CVDEPlugin", "CIPNSys", "IPNBus"], swiftSettings: strict),
+        // The JACK client API's declarations from the system's headers (Debian: libjack-jackd2-dev), and the one
+        // variadic entry point (jack_client_open) Swift cannot define. No logic.
+        .target(name: "CJackAPI"),
+        // The JACK client API on a jackd-ipn bus. SONAME libjack.so.0, what JACK programs are linked against.
+        .target(name: "JackIPN", dependencies: ["CJackAPI", "CIPNSys", "IPNBus", "MediaWire", .product(name: "Atomics", package: "swift-atomics")],
+                swiftSettings: strict, linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libjack.so.0"])]),
+        // Runs a JACK program on our libjack, as pw-jack does for PipeWire's.
+        .executableTarget(name: "ipn-jack", dependencies: ["MediaWire"], swiftSettings: strict),
         // The audio server: one clock, mixing on `mixer` buses.
         .executableTarget(
             name: "jackd-ipn",

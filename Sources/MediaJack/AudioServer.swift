@@ -52,13 +52,28 @@ public final class AudioServer {
         var departed: [(id: UInt32, after: UInt64)] = []
         var mixes = 0, sendFailures = 0, rejected = 0
         var lateTotal = 0
-        init(path: String, socket: IPNSocket) { self.path = path; self.socket = socket }
+        /// The JACK graph of the bus (our libjack's clients and the card's ports).
+        let graph: JackGraph
+        /// The JACK client whose period is being waited for, and whether it answered.
+        var awaiting: UInt32?
+        var answered = false
+        /// Late or refused JACK periods, on this bus.
+        var jackLate = 0
+        init(path: String, socket: IPNSocket, frames: Int, channels: Int) {
+            self.path = path; self.socket = socket
+            graph = JackGraph(frames: frames, channels: channels)
+        }
     }
+
+    /// Ports a JACK client may have (each costs a period of samples in every process call).
+    public static let maxPortsPerClient = 64
 
     public let settings: Settings
     private var points: [MixPoint] = []
     private let samplesPerPeriod: Int
     private let mix: UnsafeMutablePointer<Float>
+    /// One port's period, for the JACK graph's sums.
+    private let mixScratch: UnsafeMutablePointer<Float>
     private var playback: AlsaPCM?
     private var capture: AlsaPCM?
     private let deviceBuffer: UnsafeMutablePointer<Int16>
@@ -82,6 +97,7 @@ public final class AudioServer {
         self.report = report
         samplesPerPeriod = s.period * s.channels
         mix = .allocate(capacity: samplesPerPeriod)
+        mixScratch = .allocate(capacity: s.period)
         input = .allocate(capacity: samplesPerPeriod)
         input.initialize(repeating: 0, count: samplesPerPeriod)
         deviceBuffer = .allocate(capacity: samplesPerPeriod)
@@ -91,7 +107,8 @@ public final class AudioServer {
         for path in s.buses {
             let socket = IPNSocket(policy: MixerPolicy.name)
             let message = AudioBusMessage.headerSize + samplesPerPeriod * 4
-            socket.options.mtu = max(4096, message * 2)
+            // The largest message: a JACK client's process call with all its ports.
+            socket.options.mtu = max(65536, message * 2, AudioBusMessage.headerSize + Self.maxPortsPerClient * s.period * 4)
             // A whole period inline in the rings: no pool bookkeeping on the period path.
             socket.options.inlineBytes = min(65536, max(BusOptions.inlineLimit, (message + 63) & ~63))
             socket.options.queueLength = 512
@@ -103,7 +120,7 @@ public final class AudioServer {
             case .failure(.refused): throw IPNError.refused(path: path, reason: "another jackd-ipn already serves this bus")
             case .failure(let e): throw e
             }
-            points.append(MixPoint(path: path, socket: socket))
+            points.append(MixPoint(path: path, socket: socket, frames: s.period, channels: s.channels))
         }
         if case .alsa(let name) = s.driver {
             var q = AlsaPCM.Request()
@@ -124,7 +141,7 @@ public final class AudioServer {
     }
 
     deinit {
-        mix.deallocate(); input.deallocate(); deviceBuffer.deallocate(); mixAll.deallocate()
+        mix.deallocate(); mixScratch.deallocate(); input.deallocate(); deviceBuffer.deallocate(); mixAll.deallocate()
         for p in points { p.socket.close() }
     }
 
@@ -163,7 +180,9 @@ public final class AudioServer {
             }
             let woke = ipn_monotonic_ns()
             if playback != nil { for i in 0..<samplesPerPeriod { mixAll[i] = 0 } }
-            for p in points { try serve(p) }
+            // JACK clients must answer within this period (less a margin to mix and send); later is late.
+            let deadline = woke + UInt64(periodNanoseconds * 0.8)
+            for p in points { try serve(p, deadline: deadline) }
             if let playback {
                 // s16 = round(x × 32768), clipped: the exact inverse of the input's x = s16 / 32768.
                 for i in 0..<samplesPerPeriod { deviceBuffer[i] = Int16(max(-32768, min(32767, (mixAll[i] * 32768).rounded()))) }
@@ -197,7 +216,7 @@ public final class AudioServer {
     }
 
     /// Takes what the bus's clients sent, mixes period `index`, sends the mix.
-    private func serve(_ p: MixPoint) throws {
+    private func serve(_ p: MixPoint, deadline: UInt64) throws {
         try drain(p)
         // The card's input (silence without a card: `input` stays zero) is where every mix starts.
         mix.update(from: input, count: samplesPerPeriod)
@@ -208,6 +227,7 @@ public final class AudioServer {
             client.indices[slot] = .max
             client.mixed += 1
         }
+        if !p.graph.order.isEmpty { runGraph(p, deadline: deadline) }
         // Saturate: the mix of loud clients clips, it never wraps.
         for i in 0..<samplesPerPeriod { mix[i] = max(-1, min(1, mix[i])) }
         if playback != nil { for i in 0..<samplesPerPeriod { mixAll[i] += mix[i] } }
@@ -224,41 +244,108 @@ public final class AudioServer {
         }
     }
 
-    /// Every message waiting on the bus: clients' periods into their slots, departures.
+    /// Every message waiting on the bus: clients' periods into their slots, departures, JACK requests.
     private func drain(_ p: MixPoint) throws {
-        while let _ = try p.socket.withNextMessage(nonBlocking: true, { view in
-            guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { p.rejected += 1; return }
-            switch h.kind {
-            case .period:
-                guard Int(h.channels) == settings.channels, Int(h.frames) == settings.period else { p.rejected += 1; return }
-                let client = p.clients[view.sender] ?? {
-                    let c = Client(samples: samplesPerPeriod)  // a new client: its only allocation
-                    p.clients[view.sender] = c
-                    return c
-                }()
-                client.received += 1
-                if h.index < index {
-                    client.late += 1
-                    p.lateTotal += 1
-                } else if h.index >= index + UInt64(Self.lookahead) {
-                    client.early += 1
-                } else {
-                    let slot = Int(h.index % UInt64(Self.lookahead))
-                    (client.ring + slot * samplesPerPeriod).update(
-                        from: UnsafeRawPointer(view.bytes.baseAddress! + AudioBusMessage.headerSize).assumingMemoryBound(to: Float.self),
-                        count: samplesPerPeriod)
-                    client.indices[slot] = h.index
-                }
-            case .clientLeft:
-                // What it sent ahead before leaving is still played; then its slot goes.
-                p.departed.append((UInt32(truncatingIfNeeded: h.index), index + UInt64(Self.lookahead)))
-            case .mix, .report:
-                p.rejected += 1
-            }
-        }) {}
+        while let _ = try p.socket.withNextMessage(nonBlocking: true, { view in handle(p, view) }) {}
         if !p.departed.isEmpty {
             for d in p.departed where d.after <= index { p.clients[d.id] = nil }
             p.departed.removeAll { $0.after <= index }
+        }
+    }
+
+    private func handle(_ p: MixPoint, _ view: MessageView) {
+        guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { p.rejected += 1; return }
+        switch h.kind {
+        case .period:
+            guard Int(h.channels) == settings.channels, Int(h.frames) == settings.period else { p.rejected += 1; return }
+            let client = p.clients[view.sender] ?? {
+                let c = Client(samples: samplesPerPeriod)  // a new client: its only allocation
+                p.clients[view.sender] = c
+                return c
+            }()
+            client.received += 1
+            if h.index < index {
+                client.late += 1
+                p.lateTotal += 1
+            } else if h.index >= index + UInt64(Self.lookahead) {
+                client.early += 1
+            } else {
+                let slot = Int(h.index % UInt64(Self.lookahead))
+                (client.ring + slot * samplesPerPeriod).update(
+                    from: UnsafeRawPointer(view.bytes.baseAddress! + AudioBusMessage.headerSize).assumingMemoryBound(to: Float.self),
+                    count: samplesPerPeriod)
+                client.indices[slot] = h.index
+            }
+        case .clientLeft:
+            // What it sent ahead before leaving is still played; then its slot goes.
+            let node = UInt32(truncatingIfNeeded: h.index)
+            p.departed.append((node, index + UInt64(Self.lookahead)))
+            tell(p, p.graph.remove(node))
+            if p.awaiting == node { p.awaiting = nil }
+        case .jackRequest:
+            // The control path (not the period path): it may allocate.
+            guard let request = JackWire.decode(JackWire.Request.self, view.bytes) else { p.rejected += 1; return }
+            var (reply, events) = p.graph.handle(request, from: view.sender)
+            if request.op == "open", reply.error == nil { reply.rate = settings.rate; reply.period = settings.period }
+            try? p.socket.send(JackWire.encode(.jackReply, index: h.index, target: view.sender, reply), nonBlocking: true)
+            tell(p, events)
+        case .processed:
+            guard let c = p.graph.clients[view.sender] else { p.rejected += 1; return }
+            guard p.awaiting == view.sender, h.index == index, Int(h.frames) == settings.period else { c.late += 1; return }
+            p.graph.takeOutputs(of: c, from: UnsafeRawPointer(view.bytes.baseAddress! + AudioBusMessage.headerSize).assumingMemoryBound(to: Float.self),
+                                ports: Int(h.channels))
+            p.answered = true
+        case .mix, .report, .jackReply, .jackEvent, .process, .serverGone:
+            p.rejected += 1
+        }
+    }
+
+    private func tell(_ p: MixPoint, _ events: [JackWire.Event]) {
+        for e in events { try? p.socket.send(JackWire.encode(.jackEvent, index: 0, e), nonBlocking: true) }
+    }
+
+    /// The JACK clients, in graph order, each within this period: the card's capture ports hold this period's
+    /// mix so far (its input and the ALSA clients); what reaches its playback ports is added to the mix.
+    private func runGraph(_ p: MixPoint, deadline: UInt64) {
+        let g = p.graph, frames = settings.period, channels = settings.channels
+        for (c, id) in g.captureIDs.enumerated() {
+            guard let port = g.ports[id] else { continue }
+            for f in 0..<frames { port.buffer[f] = mix[f * channels + c] }
+        }
+        for client in g.order {
+            let inputs = client.inputs.count
+            let h = AudioBusMessage.Header(kind: .process, index: index, rate: UInt32(settings.rate), channels: UInt16(inputs),
+                                           frames: UInt32(frames), target: client.node)
+            p.awaiting = client.node
+            p.answered = false
+            do {
+                try p.socket.send(length: h.size, nonBlocking: true) { out in
+                    AudioBusMessage.writeHeader(h, into: out)
+                    for (i, port) in client.inputs.enumerated() {
+                        g.sum(into: mixScratch, port)
+                        (out.baseAddress! + AudioBusMessage.headerSize + i * frames * 4).copyMemory(from: mixScratch, byteCount: frames * 4)
+                    }
+                }
+                while !p.answered, p.awaiting == client.node {
+                    let now = ipn_monotonic_ns()
+                    guard now < deadline else { break }
+                    _ = try p.socket.withNextMessage(timeout: Double(deadline - now) / 1e9) { view in handle(p, view) }
+                }
+            } catch {
+                // A full ring or a bus error: the client misses this period like a late one.
+            }
+            if p.answered {
+                client.processed += 1
+            } else {
+                client.late += 1
+                p.jackLate += 1
+                g.silenceOutputs(of: client)
+            }
+            p.awaiting = nil
+        }
+        for (c, id) in g.playbackIDs.enumerated() {
+            g.sum(into: mixScratch, id)
+            for f in 0..<frames { mix[f * channels + c] += mixScratch[f] }
         }
     }
 
@@ -280,6 +367,8 @@ public final class AudioServer {
                 "realtime": realtimeNote,
             ]
             for (id, c) in p.clients { r["client \(id)"] = "received \(c.received), mixed \(c.mixed), late \(c.late), early \(c.early)" }
+            for (id, c) in p.graph.clients { r["client \(id)"] = "JACK \(c.name): \(c.active ? "active" : "inactive"), processed \(c.processed), late \(c.late)" }
+            if !p.graph.clients.isEmpty { r["jack"] = "\(p.graph.clients.count) client(s), \(p.graph.ports.count) ports, \(p.jackLate) late periods" }
             if p.rejected > 0 { r["rejected"] = "\(p.rejected)" }
             let body = (try? JSONEncoder().encode(r)).map { [UInt8]($0) } ?? []
             try? p.socket.send(AudioBusMessage.encode(.init(kind: .report, index: index, rate: 0, channels: 0, frames: 0), body: body), nonBlocking: true)

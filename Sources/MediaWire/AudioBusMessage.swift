@@ -4,8 +4,9 @@
 ///
 ///   0  "IPNA"            4  version (1)     5  kind           6  reserved (2)
 ///   8  period index (UInt64): the server's period this audio is for
-///  16  rate (UInt32)    20  channels (UInt16)  22 reserved (2)  24  frames (UInt32)  28 reserved (4)
-///  32  samples: frames × channels Float32
+///  16  rate (UInt32)    20  channels (UInt16)  22 reserved (2)  24  frames (UInt32)
+///  28  target (UInt32): the node a server's message to one JACK client is for (0 otherwise)
+///  32  samples: frames × channels Float32 (JACK messages: see `JackWire`)
 public enum AudioBusMessage {
     public static let magic: [UInt8] = [0x49, 0x50, 0x4E, 0x41]  // "IPNA"
     public static let version: UInt8 = 1
@@ -20,6 +21,18 @@ public enum AudioBusMessage {
         case report = 3
         /// Bus → server: a client left (its node id in `index`), so its slot is freed at once.
         case clientLeft = 4
+        /// JACK client → server: a request (JSON after the header; `index` is the request's number).
+        case jackRequest = 5
+        /// Server → one JACK client (`target`): the answer to request `index` (JSON).
+        case jackReply = 6
+        /// Server → every JACK client: something in the graph changed (JSON).
+        case jackEvent = 7
+        /// Server → one JACK client (`target`): run period `index`; `channels` input ports' `frames` samples each.
+        case process = 8
+        /// JACK client → server: period `index` done; `channels` output ports' `frames` samples each.
+        case processed = 9
+        /// Bus → every JACK client: the server left.
+        case serverGone = 10
     }
 
     public struct Header: Sendable, Equatable {
@@ -28,8 +41,9 @@ public enum AudioBusMessage {
         public var rate: UInt32
         public var channels: UInt16
         public var frames: UInt32
-        public init(kind: Kind, index: UInt64, rate: UInt32, channels: UInt16, frames: UInt32) {
-            self.kind = kind; self.index = index; self.rate = rate; self.channels = channels; self.frames = frames
+        public var target: UInt32
+        public init(kind: Kind, index: UInt64, rate: UInt32, channels: UInt16, frames: UInt32, target: UInt32 = 0) {
+            self.kind = kind; self.index = index; self.rate = rate; self.channels = channels; self.frames = frames; self.target = target
         }
         /// Bytes of the whole message.
         public var size: Int { AudioBusMessage.headerSize + Int(frames) * Int(channels) * 4 }
@@ -56,10 +70,17 @@ public enum AudioBusMessage {
         let h = Header(kind: kind, index: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
                        rate: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
                        channels: UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 20, as: UInt16.self)),
-                       frames: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt32.self)))
-        if kind == .mix || kind == .period {
+                       frames: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 24, as: UInt32.self)),
+                       target: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 28, as: UInt32.self)))
+        switch kind {
+        case .mix, .period:
             guard h.channels >= 1, h.channels <= 64, h.frames <= 1 << 20 else { throw .badShape }
             guard b.count >= h.size else { throw .truncated(b.count) }
+        case .process, .processed:
+            // Ports, not channels: a client may have none of a direction.
+            guard h.channels <= 256, h.frames <= 1 << 14 else { throw .badShape }
+            guard b.count >= h.size else { throw .truncated(b.count) }
+        default: break
         }
         return h
     }
@@ -74,7 +95,7 @@ public enum AudioBusMessage {
         out.storeBytes(of: h.channels.littleEndian, toByteOffset: 20, as: UInt16.self)
         out.storeBytes(of: UInt16(0), toByteOffset: 22, as: UInt16.self)
         out.storeBytes(of: h.frames.littleEndian, toByteOffset: 24, as: UInt32.self)
-        out.storeBytes(of: UInt32(0), toByteOffset: 28, as: UInt32.self)
+        out.storeBytes(of: h.target.littleEndian, toByteOffset: 28, as: UInt32.self)
     }
 
     /// A header-only message (report and clientLeft carry their own bytes after it).

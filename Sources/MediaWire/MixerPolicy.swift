@@ -8,9 +8,12 @@ import IPNBus
 public final class MixerPolicy: Policy {
     public static let name = "mixer"
     public static let serverParameter = "mixer=server"
+    /// A JACK client (our libjack): it gets requests' answers, graph events and its own process calls, not mixes.
+    public static let jackParameter = "mixer=jack"
 
     private var server: UInt32?
     private var clients: Set<UInt32> = []
+    private var jackClients: Set<UInt32> = []
     private var report: [String: String] = [:]
     private var droppedWithoutServer: UInt64 = 0
     private var rejected: UInt64 = 0
@@ -24,6 +27,7 @@ public final class MixerPolicy: Policy {
             report = [:]
         } else {
             clients.insert(node.id)
+            if node.parameters.split(separator: " ").contains(where: { $0 == Self.jackParameter }) { jackClients.insert(node.id) }
         }
         return true
     }
@@ -32,8 +36,12 @@ public final class MixerPolicy: Policy {
         if node.id == server {
             server = nil
             report = ["server": "gone"]
+            for id in jackClients {
+                actions.inject(AudioBusMessage.encode(.init(kind: .serverGone, index: 0, rate: 0, channels: 0, frames: 0, target: id)), to: id)
+            }
         } else {
             clients.remove(node.id)
+            jackClients.remove(node.id)
             if let server {
                 actions.inject(AudioBusMessage.encode(.init(kind: .clientLeft, index: UInt64(node.id), rate: 0, channels: 0, frames: 0)), to: server)
             }
@@ -49,20 +57,27 @@ public final class MixerPolicy: Policy {
         if message.sender == server {
             switch header.kind {
             case .mix:
-                recipients.addAllReceivers(except: message.sender)
+                // Mixes are for ALSA-side clients; JACK clients get their own process calls.
+                for id in recipients.receivers where id != message.sender && !jackClients.contains(id) { recipients.add(id) }
+            case .jackReply, .process:
+                guard jackClients.contains(header.target) else { return .deliver }  // it left meanwhile
+                recipients.add(header.target)
+            case .jackEvent:
+                for id in recipients.receivers where jackClients.contains(id) { recipients.add(id) }
             case .report:
                 if let decoded = try? JSONDecoder().decode([String: String].self, from: Data(message.bytes[AudioBusMessage.headerSize...])) {
                     report = decoded
                 }
-            case .period, .clientLeft:
+            case .period, .clientLeft, .jackRequest, .processed, .serverGone:
                 rejected += 1
-                return .reject(reason: "the server sends mixes and reports only")
+                return .reject(reason: "the server sends mixes, reports and JACK answers only")
             }
             return .deliver
         }
-        guard header.kind == .period else {
+        let jack = jackClients.contains(message.sender)
+        guard header.kind == .period || (jack && (header.kind == .jackRequest || header.kind == .processed)) else {
             rejected += 1
-            return .reject(reason: "clients send periods only")
+            return .reject(reason: jack ? "JACK clients send requests and processed periods only" : "clients send periods only")
         }
         guard let server else {
             droppedWithoutServer += 1

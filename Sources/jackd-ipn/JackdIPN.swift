@@ -13,11 +13,13 @@ struct JackdIPN: ParsableCommand {
         abstract: "An audio server on IPN buses: one clock, and every period each bus's clients are mixed and the mix sent back.",
         discussion: """
             Applications reach a bus through the ALSA plugin (`aplay -D ipn:BUS=/path/bus`, see samples/asoundrc) \
-            or the Swift AudioBusClient. Everything played onto a bus for a period is mixed (saturating, in float) \
+            or the Swift AudioBusClient. JACK programs reach it through our libjack: `ipn-jack PROGRAM` \
+            (JACK clients, their ports and connections, each client's process callback once a period in graph order). Everything played onto a bus for a period is mixed (saturating, in float) \
             and every client of the bus hears the mix. A client that is late misses that period (its xrun); the \
             clock never waits. Several buses share one clock.
 
             Examples:
+              jackd-ipn                      # JACK's default server: ipn-jack jack_lsp finds it
               jackd-ipn --bus /tmp/audio --rate 48000 --period 256 --driver dummy
               jackd-ipn --bus /tmp/music,/tmp/voice --driver alsa:hw:1,0 --period 128 --periods 2
               jackd-ipn stat /tmp/audio
@@ -35,7 +37,11 @@ struct JackdIPN: ParsableCommand {
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve buses (the default command).")
 
-    @Option(help: "Bus paths, comma separated (created with the mixer policy when missing).") var bus: String
+    @Option(help: "Bus paths, comma separated (created with the mixer policy when missing). Default: the JACK server's bus (see --name).")
+    var bus: String?
+    @Option(name: [.customShort("n"), .long],
+            help: "The JACK server's name, as jackd -n: its bus is NAME in $XDG_RUNTIME_DIR/jack-ipn (else /tmp/jack-ipn-UID), where JACK programs under ipn-jack find it. Default: JACK_DEFAULT_SERVER, else \"default\".")
+    var name: String?
     @Option(help: "Sample rate in Hz.") var rate = 48_000
     @Option(help: "Frames per period.") var period = 256
     @Option(help: "Device buffer in periods (alsa driver).") var periods = 2
@@ -52,14 +58,20 @@ struct Serve: ParsableCommand {
         guard (16...8192).contains(period) else { throw ValidationError("--period must be 16...8192 frames") }
         guard (2...16).contains(periods) else { throw ValidationError("--periods must be 2...16") }
         guard (1...8).contains(channels) else { throw ValidationError("--channels must be 1...8") }
-        guard !bus.split(separator: ",").isEmpty else { throw ValidationError("--bus needs at least one path") }
+        if let bus, bus.split(separator: ",").isEmpty { throw ValidationError("--bus needs at least one path") }
+        if bus != nil, name != nil { throw ValidationError("--bus and --name: give one (a JACK server's bus is found by its name)") }
     }
 
     func run() throws {
         StopSignal.install()  // Ctrl-C and SIGTERM stop the clock cleanly: the last line says how it went
         signal(SIGPIPE, SIG_IGN)
         var s = AudioServer.Settings()
-        s.buses = bus.split(separator: ",").map(String.init)
+        let say0 = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        if let bus {
+            s.buses = bus.split(separator: ",").map(String.init)
+        } else {
+            do { s.buses = [try JackServerPath.bus(name, create: true)] } catch { say0("jackd-ipn: \(error)"); throw ExitCode(1) }
+        }
         s.rate = rate; s.period = period; s.periods = periods; s.channels = channels
         s.driver = driver == "dummy" ? .dummy : .alsa(String(driver.dropFirst(5)))
         s.realtime = !noRealtime

@@ -1,0 +1,360 @@
+import CJackAPI
+import CIPNSys
+import Foundation
+import Glibc
+import IPNBus
+import MediaWire
+
+/// One JACK client of our libjack: a node on a jackd-ipn bus (policy parameter `mixer=jack`). Requests go
+/// to the server and wait for their answer; one thread (started at open) takes everything the server sends:
+/// answers, graph events (the program's notification callbacks run there) and, once active, each period's
+/// process call, which runs the program's process callback and sends its outputs back within the period.
+///
+/// `@unchecked Sendable`: a C program calls it from any thread. Everything mutable is behind `lock`, except
+/// what only the client's own thread touches (`inbound`) and the callbacks, which JACK requires be set
+/// before `jack_activate` (we read them on our thread after that).
+final class JackClient: @unchecked Sendable {
+    let socket: IPNSocket
+    let name: String
+    let rate: Int
+    let period: Int
+    let bus: String
+    private let lock = NSCondition()
+    private var answers: [UInt64: JackWire.Reply] = [:]
+    private var nextRequest: UInt64 = 1
+    private var ports: [String: JackPort] = [:]
+    private(set) var mine: [JackPort] = []
+    private var running = true
+    private(set) var shutDown = false
+    private var thread: pthread_t?
+    let frameClock = FrameClock()
+
+    // The program's callbacks (JACK: set them before jack_activate).
+    var process: (JackProcessCallback, UnsafeMutableRawPointer?)?
+    var shutdown: (JackShutdownCallback, UnsafeMutableRawPointer?)?
+    var infoShutdown: (JackInfoShutdownCallback, UnsafeMutableRawPointer?)?
+    var portConnect: (JackPortConnectCallback, UnsafeMutableRawPointer?)?
+    var portRegistration: (JackPortRegistrationCallback, UnsafeMutableRawPointer?)?
+    var clientRegistration: (JackClientRegistrationCallback, UnsafeMutableRawPointer?)?
+    var graphOrder: (JackGraphOrderCallback, UnsafeMutableRawPointer?)?
+    var xrun: (JackXRunCallback, UnsafeMutableRawPointer?)?
+    var threadInit: (JackThreadInitCallback, UnsafeMutableRawPointer?)?
+    var latency: (JackLatencyCallback, UnsafeMutableRawPointer?)?
+    private(set) var active = false
+
+    enum OpenFailure: Error { case status(UInt32, String) }
+
+    /// Joins the server's bus and opens a client named `wanted` (made unique unless `exact`).
+    init(name wanted: String, exact: Bool, server: String?) throws(OpenFailure) {
+        let bus: String
+        do { bus = try JackServerPath.bus(server) } catch { throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(error)") }
+        self.bus = bus
+        PolicyRegistry.register(MixerPolicy.self)
+        socket = IPNSocket()
+        socket.policyParameters = MixerPolicy.jackParameter
+        socket.description = "jack \(wanted)"
+        do {
+            try socket.connect(bus)
+        } catch {
+            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed,
+                          "cannot reach JACK server \"\(JackServerPath.serverName(server))\" at \(bus): \(error) (start one: jackd-ipn)")
+        }
+        guard socket.busOptions?.policy == MixerPolicy.name else {
+            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(bus) is not a jackd-ipn bus (policy \(socket.busOptions?.policy ?? "?"))")
+        }
+        // Until our thread runs, take the open's answer here.
+        var r = JackWire.Request(op: "open"); r.name = wanted; r.exact = exact
+        let deadline = ipn_monotonic_ns() + 2_000_000_000
+        do { try socket.send(JackWire.encode(.jackRequest, index: 0, r)) } catch {
+            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(bus): \(error)")
+        }
+        var reply: JackWire.Reply?
+        while reply == nil, ipn_monotonic_ns() < deadline {
+            let left = Double(deadline - min(deadline, ipn_monotonic_ns())) / 1e9
+            _ = try? socket.withNextMessage(timeout: left) { view in
+                if let h = try? AudioBusMessage.decodeHeader(view.bytes), h.kind == .jackReply, h.index == 0 {
+                    reply = JackWire.decode(JackWire.Reply.self, view.bytes)
+                }
+            }
+        }
+        guard let reply else {
+            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "no jackd-ipn answers on \(bus)")
+        }
+        if let e = reply.error { throw .status(reply.status ?? JackWire.Status.failure, e) }
+        guard let n = reply.name, let rate = reply.rate, let period = reply.period else {
+            throw .status(JackWire.Status.failure | JackWire.Status.serverError, "the server's answer lacks name, rate or period")
+        }
+        name = n
+        cName = strdup(n)
+        self.rate = rate
+        self.period = period
+        openStatus = reply.status ?? 0
+        let unmanaged = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        if pthread_create(&t, nil, { arg in
+            let client = Unmanaged<JackClient>.fromOpaque(arg!).takeRetainedValue()
+            client.serve()
+            return nil
+        }, unmanaged.toOpaque()) == 0 {
+            thread = t
+        } else {
+            unmanaged.release()
+        }
+    }
+    let openStatus: UInt32
+    /// jack_get_client_name's answer: lives as long as the client.
+    let cName: UnsafeMutablePointer<CChar>
+
+    // MARK: requests
+
+    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s).
+    func ask(_ request: JackWire.Request) -> JackWire.Reply? {
+        lock.lock()
+        let id = nextRequest
+        nextRequest += 1
+        guard !shutDown else { lock.unlock(); return nil }
+        lock.unlock()
+        do { try send(JackWire.encode(.jackRequest, index: id, request)) } catch { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = Date(timeIntervalSinceNow: 5)
+        while answers[id] == nil, !shutDown {
+            if !lock.wait(until: deadline) { break }
+        }
+        return answers.removeValue(forKey: id)
+    }
+
+    private let sendLock = NSLock()
+    func send(_ bytes: [UInt8]) throws {
+        sendLock.lock(); defer { sendLock.unlock() }
+        try socket.send(bytes, nonBlocking: true)
+    }
+
+    // MARK: ports
+
+    func register(_ short: String, type: String, flags: UInt32) -> JackPort? {
+        var r = JackWire.Request(op: "register"); r.name = short; r.type = type; r.flags = flags
+        guard let info = ask(r)?.port else { return nil }
+        let p = JackPort(info: info, client: self, frames: period)
+        lock.lock(); ports[info.name] = p; mine.append(p); lock.unlock()
+        return p
+    }
+
+    func unregister(_ p: JackPort) -> Bool {
+        var r = JackWire.Request(op: "unregister"); r.name = p.info.name
+        guard let reply = ask(r), reply.error == nil else { return false }
+        lock.lock(); mine.removeAll { $0 === p }; ports[p.info.name] = nil; lock.unlock()
+        return true
+    }
+
+    /// The port named `name` (ours or another client's), kept for the client's life as JACK does.
+    func port(named name: String) -> JackPort? {
+        lock.lock()
+        if let p = ports[name] { lock.unlock(); return p }
+        lock.unlock()
+        var r = JackWire.Request(op: "port"); r.name = name
+        guard let info = ask(r)?.port else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if let p = ports[info.name] { return p }
+        let p = JackPort(info: info, client: self, frames: period)
+        ports[info.name] = p
+        return p
+    }
+
+    func port(id: UInt32) -> JackPort? {
+        lock.lock(); defer { lock.unlock() }
+        return ports.values.first { $0.info.id == id }
+    }
+
+    func portsMatching(_ pattern: String?, type: String?, flags: UInt32) -> [String] {
+        var r = JackWire.Request(op: "ports"); r.pattern = pattern; r.typePattern = type; r.flags = flags
+        return ask(r)?.names ?? []
+    }
+
+    func connections(of name: String) -> [String] {
+        var r = JackWire.Request(op: "connections"); r.name = name
+        return ask(r)?.names ?? []
+    }
+
+    /// 0, EEXIST (already connected) or -1, as jack_connect answers.
+    func connect(_ source: String, _ destination: String, _ op: String = "connect") -> Int32 {
+        var r = JackWire.Request(op: op); r.source = source; r.destination = destination
+        guard let reply = ask(r) else { return -1 }
+        if reply.error == nil { return 0 }
+        if reply.status == 17 { return EEXIST }
+        JackLog.error("\(op) \(source) \(destination): \(reply.error!)")
+        return -1
+    }
+
+    func activate() -> Int32 {
+        var r = JackWire.Request(op: "activate"); r.processes = process != nil
+        guard let reply = ask(r), reply.error == nil else { return -1 }
+        lock.lock(); active = true; lock.unlock()
+        return 0
+    }
+
+    func deactivate() -> Int32 {
+        guard let reply = ask(JackWire.Request(op: "deactivate")), reply.error == nil else { return -1 }
+        lock.lock(); active = false; lock.unlock()
+        return 0
+    }
+
+    func close() {
+        if !shutDown { _ = ask(JackWire.Request(op: "close")) }
+        lock.lock(); running = false; lock.unlock()
+        // Our thread notices within its wait's timeout; the socket is closed only after it ended.
+        if let thread, pthread_equal(thread, pthread_self()) == 0 { pthread_join(thread, nil) }
+        socket.close()
+    }
+
+    // MARK: the client's thread
+
+    private func serve() {
+        if let (cb, arg) = threadInit { cb(arg) }
+        var realtime = false
+        while true {
+            lock.lock(); let go = running; lock.unlock()
+            guard go else { return }
+            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime) } }
+            if case .failure = result {
+                lostServer("the JACK server's bus \(bus) is gone")
+                return
+            }
+        }
+    }
+
+    private func take(_ view: MessageView, realtime: inout Bool) {
+        guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { return }
+        switch h.kind {
+        case .process:
+            if !realtime { realtime = true; Self.becomeRealtime() }
+            runPeriod(h, view.bytes)
+        case .jackReply:
+            guard let reply = JackWire.decode(JackWire.Reply.self, view.bytes) else { return }
+            lock.lock(); answers[h.index] = reply; lock.broadcast(); lock.unlock()
+        case .jackEvent:
+            guard let e = JackWire.decode(JackWire.Event.self, view.bytes) else { return }
+            notify(e)
+        case .serverGone:
+            lostServer("the JACK server stopped")
+        default:
+            break
+        }
+    }
+
+    /// The period: inputs in, the program's process callback, outputs back.
+    private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer) {
+        let frames = Int(h.frames)
+        guard frames == period else { return }
+        frameClock.started(period: h.index, frames: frames, rate: rate)
+        var inputs = 0, outputs: [JackPort] = []
+        lock.lock()
+        for p in mine {
+            if p.isInput, p.isAudio {
+                if inputs < Int(h.channels) {
+                    p.buffer.update(from: UnsafeRawPointer(bytes.baseAddress! + AudioBusMessage.headerSize + inputs * frames * 4)
+                                        .assumingMemoryBound(to: Float.self), count: frames)
+                }
+                inputs += 1
+            } else if p.isInput {
+                inputs += 1
+                p.midi.clear()
+            } else {
+                outputs.append(p)
+            }
+        }
+        lock.unlock()
+        var result: Int32 = 0
+        if let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
+        let out = AudioBusMessage.Header(kind: .processed, index: h.index, rate: h.rate, channels: UInt16(outputs.count), frames: h.frames)
+        sendLock.lock()
+        _ = try? socket.send(length: out.size, nonBlocking: true) { o in
+            AudioBusMessage.writeHeader(out, into: o)
+            for (i, p) in outputs.enumerated() {
+                let dst = o.baseAddress! + AudioBusMessage.headerSize + i * frames * 4
+                if p.isAudio { dst.copyMemory(from: p.buffer, byteCount: frames * 4) } else { dst.initializeMemory(as: UInt8.self, repeating: 0, count: frames * 4) }
+            }
+        }
+        sendLock.unlock()
+        if result != 0 {
+            // JACK: a non-zero return deactivates the client.
+            JackLog.error("\(name): the process callback returned \(result); the client stops")
+            lostServer("the process callback failed")
+        }
+    }
+
+    private func notify(_ e: JackWire.Event) {
+        switch e.event {
+        case "registered", "unregistered":
+            guard let info = e.port else { return }
+            if let (cb, arg) = portRegistration { cb(info.id, e.event == "registered" ? 1 : 0, arg) }
+        case "connected", "disconnected":
+            guard let s = e.source, let d = e.destination else { return }
+            if let (cb, arg) = portConnect {
+                let a = port(named: s)?.info.id ?? 0, b = port(named: d)?.info.id ?? 0
+                cb(a, b, e.event == "connected" ? 1 : 0, arg)
+            }
+        case "graph":
+            if let (cb, arg) = graphOrder { _ = cb(arg) }
+        default:
+            break
+        }
+    }
+
+    private func lostServer(_ reason: String) {
+        lock.lock()
+        let first = !shutDown
+        shutDown = true
+        running = false
+        lock.broadcast()
+        lock.unlock()
+        guard first else { return }
+        if let (cb, arg) = infoShutdown {
+            reason.withCString { cb(JackStatus(rawValue: JackWire.Status.serverError | JackWire.Status.failure), $0, arg) }
+        } else if let (cb, arg) = shutdown {
+            cb(arg)
+        }
+    }
+
+    /// SCHED_FIFO for the process thread when the user may (as a JACK client's process thread runs); quietly
+    /// normal scheduling otherwise.
+    static func becomeRealtime() {
+        var param = sched_param(sched_priority: 60)
+        _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param)
+    }
+}
+
+/// The frame time (jack_frame_time and friends): the server's period count times its length, and when our
+/// thread started the current period.
+final class FrameClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var frame: UInt64 = 0
+    private var start: UInt64 = 0
+    private var rate = 48_000
+    func started(period: UInt64, frames: Int, rate: Int) {
+        lock.lock(); frame = period &* UInt64(frames); start = ipn_monotonic_ns() / 1000; self.rate = rate; lock.unlock()
+    }
+    /// (frames at the start of this period, its start in microseconds, rate)
+    var now: (frame: UInt64, usecs: UInt64, rate: Int) { lock.lock(); defer { lock.unlock() }; return (frame, start, rate) }
+}
+
+/// What our libjack says on standard error, JACK's way: through the program's error and info functions
+/// when it set them.
+enum JackLog {
+    nonisolated(unsafe) static var errorFunction: (@convention(c) (UnsafePointer<CChar>?) -> Void)?
+    nonisolated(unsafe) static var infoFunction: (@convention(c) (UnsafePointer<CChar>?) -> Void)?
+    private static let said = Locked<Set<String>>([])
+
+    static func error(_ line: String) {
+        if let f = errorFunction { line.withCString { f($0) } } else { FileHandle.standardError.write(Data(("ipn-jack: " + line + "\n").utf8)) }
+    }
+
+    static func info(_ line: String) {
+        if let f = infoFunction { line.withCString { f($0) } }
+    }
+
+    /// A function we do not implement yet: said once, then it returns its documented failure value.
+    static func notImplemented(_ function: String) {
+        if said.withLock({ $0.insert(function).inserted }) { error("\(function) is not implemented by jackd-ipn's libjack yet; it returns failure") }
+    }
+}

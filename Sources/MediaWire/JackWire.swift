@@ -1,0 +1,124 @@
+import Foundation
+import Glibc
+
+/// What our libjack and jackd-ipn say to each other on a `mixer` bus (docs/audio-bus.md, "JACK clients"):
+/// requests and answers as JSON after the audio header, graph events, and each period's process call.
+public enum JackWire {
+    /// JACK's port flags (jack/types.h, `JackPortFlags`).
+    public enum PortFlag {
+        public static let isInput: UInt32 = 0x1, isOutput: UInt32 = 0x2, isPhysical: UInt32 = 0x4, canMonitor: UInt32 = 0x8, isTerminal: UInt32 = 0x10
+    }
+    /// JACK's status bits (jack/types.h, `JackStatus`).
+    public enum Status {
+        public static let failure: UInt32 = 0x01, invalidOption: UInt32 = 0x02, nameNotUnique: UInt32 = 0x04, serverFailed: UInt32 = 0x10,
+                          serverError: UInt32 = 0x20, noSuchClient: UInt32 = 0x40, versionError: UInt32 = 0x400
+    }
+    public static let audioType = "32 bit float mono audio"
+    public static let midiType = "8 bit raw midi"
+    /// JACK's limits (jack/types.h: JACK_CLIENT_NAME_SIZE 64, JACK_PORT_NAME_SIZE 256, both with the NUL).
+    public static let clientNameSize = 64, portNameSize = 256
+
+    public struct Request: Codable, Sendable {
+        /// open, close, register, unregister, activate, deactivate, connect, disconnect, ports, port, connections
+        public var op: String
+        public var name: String?
+        public var exact: Bool?
+        public var type: String?
+        public var flags: UInt32?
+        public var source: String?
+        public var destination: String?
+        public var pattern: String?
+        public var typePattern: String?
+        /// activate: whether the client has a process callback (one without is never called).
+        public var processes: Bool?
+        public init(op: String) { self.op = op }
+    }
+
+    public struct PortInfo: Codable, Sendable, Equatable {
+        public var id: UInt32
+        public var name: String
+        public var type: String
+        public var flags: UInt32
+        public var aliases: [String]
+        public var latency: UInt32
+        public init(id: UInt32, name: String, type: String, flags: UInt32, aliases: [String] = [], latency: UInt32 = 0) {
+            self.id = id; self.name = name; self.type = type; self.flags = flags; self.aliases = aliases; self.latency = latency
+        }
+    }
+
+    public struct Reply: Codable, Sendable {
+        public var error: String?
+        public var status: UInt32?
+        public var name: String?
+        public var rate: Int?
+        public var period: Int?
+        public var port: PortInfo?
+        public var ports: [PortInfo]?
+        public var names: [String]?
+        public init() {}
+        public static func failure(_ why: String, status: UInt32 = Status.failure) -> Reply {
+            var r = Reply(); r.error = why; r.status = status; return r
+        }
+    }
+
+    public struct Event: Codable, Sendable {
+        /// registered, unregistered, connected, disconnected, graph, shutdown
+        public var event: String
+        public var port: PortInfo?
+        public var source: String?
+        public var destination: String?
+        public var reason: String?
+        public init(event: String) { self.event = event }
+    }
+
+    public static func encode<T: Encodable>(_ kind: AudioBusMessage.Kind, index: UInt64, target: UInt32 = 0, _ body: T) -> [UInt8] {
+        let json = (try? JSONEncoder().encode(body)).map { [UInt8]($0) } ?? []
+        return AudioBusMessage.encode(.init(kind: kind, index: index, rate: 0, channels: 0, frames: 0, target: target), body: json)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer) -> T? {
+        guard bytes.count > AudioBusMessage.headerSize else { return nil }
+        return try? JSONDecoder().decode(type, from: Data(bytes[AudioBusMessage.headerSize...]))
+    }
+}
+
+/// Where a JACK server's bus is, as JACK finds its server by name: `default` unless `JACK_DEFAULT_SERVER` or
+/// the program (`-s NAME`, `JackServerName`) names another. A name with a `/` is a bus path as it is.
+/// Otherwise the bus is NAME in the user's own directory: `$XDG_RUNTIME_DIR/jack-ipn`, or `/tmp/jack-ipn-UID`,
+/// which must be the user's own (mode 700) so no other user can put a server of theirs in its place.
+public enum JackServerPath {
+    public static func serverName(_ given: String?) -> String {
+        if let given, !given.isEmpty { return given }
+        if let env = getenv("JACK_DEFAULT_SERVER"), let s = String(validatingCString: env), !s.isEmpty { return s }
+        return "default"
+    }
+
+    public static var directory: String {
+        if let x = getenv("XDG_RUNTIME_DIR"), let s = String(validatingCString: x), s.hasPrefix("/") { return s + "/jack-ipn" }
+        return "/tmp/jack-ipn-\(getuid())"
+    }
+
+    public enum PathError: Error, CustomStringConvertible {
+        case unsafeDirectory(String, String)
+        public var description: String {
+            switch self {
+            case .unsafeDirectory(let d, let why): return "\(d): \(why); a JACK server's directory must be yours alone (mode 700). Remove it, or set JACK_DEFAULT_SERVER to a bus path"
+            }
+        }
+    }
+
+    /// The bus of server `name`. `create`: make the user's directory when missing (the server does).
+    public static func bus(_ name: String?, create: Bool = false) throws(PathError) -> String {
+        let n = serverName(name)
+        if n.contains("/") { return n }
+        let dir = directory
+        if create { _ = mkdir(dir, 0o700) }
+        var st = stat()
+        if lstat(dir, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else { throw .unsafeDirectory(dir, "not a directory") }
+            guard st.st_uid == getuid() else { throw .unsafeDirectory(dir, "owned by uid \(st.st_uid), not by you (uid \(getuid()))") }
+            guard st.st_mode & 0o022 == 0 else { throw .unsafeDirectory(dir, "others may write in it") }
+        }
+        return dir + "/" + n
+    }
+}
