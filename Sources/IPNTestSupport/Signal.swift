@@ -5,6 +5,10 @@ public struct Signal: Sendable {
     public var samples: [Int16]
     public var rate: Int
     public init(_ samples: [Int16], rate: Int) { self.samples = samples; self.rate = rate }
+    /// Channel `channel` of interleaved samples with `of` channels.
+    public init(_ interleaved: [Int16], channel: Int, of channels: Int, rate: Int) {
+        self.init(stride(from: channel, to: interleaved.count, by: channels).map { interleaved[$0] }, rate: rate)
+    }
 
     /// From the first to the last sample above -40 dBFS.
     public func active() -> Signal {

@@ -53,11 +53,17 @@ final class JackClient: @unchecked Sendable {
         socket = IPNSocket()
         socket.policyParameters = MixerPolicy.jackParameter
         socket.description = "jack \(wanted)"
+        let serverName = JackServerPath.serverName(server)
         do {
             try socket.connect(bus)
         } catch {
-            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed,
-                          "cannot reach JACK server \"\(JackServerPath.serverName(server))\" at \(bus): \(error) (start one: jackd-ipn)")
+            let why: String
+            switch error {
+            case .noSuchBus, .staleBus: why = "JACK server \"\(serverName)\" is not running (no bus at \(bus)): start one with jackd-ipn"
+                + (serverName == "default" ? "" : " -n \(serverName)")
+            default: why = "cannot reach JACK server \"\(serverName)\" at \(bus): \(error)"
+            }
+            throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, why)
         }
         guard socket.busOptions?.policy == MixerPolicy.name else {
             throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(bus) is not a jackd-ipn bus (policy \(socket.busOptions?.policy ?? "?"))")

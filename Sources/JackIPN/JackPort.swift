@@ -27,7 +27,9 @@ final class JackPort: @unchecked Sendable {
         cName = strdup(info.name)
         cShortName = strdup(String(info.name.split(separator: ":", maxSplits: 1).last ?? ""))
         cType = strdup(info.type)
-        latency = [jack_latency_range_t(min: info.latency, max: info.latency), jack_latency_range_t(min: info.latency, max: info.latency)]
+        // The card's ports: capture latency on what it captures (outputs), playback latency on what it plays.
+        let own = jack_latency_range_t(min: info.latency, max: info.latency), none = jack_latency_range_t(min: 0, max: 0)
+        latency = info.flags & JackWire.PortFlag.isOutput != 0 ? [own, none] : [none, own]
     }
 
     deinit {

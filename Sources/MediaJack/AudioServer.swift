@@ -291,7 +291,8 @@ public final class AudioServer {
             tell(p, events)
         case .processed:
             guard let c = p.graph.clients[view.sender] else { p.rejected += 1; return }
-            guard p.awaiting == view.sender, h.index == index, Int(h.frames) == settings.period else { c.late += 1; return }
+            if c.outstanding == h.index { c.outstanding = nil }
+            guard p.awaiting == view.sender, h.index == index, Int(h.frames) == settings.period else { return }
             p.graph.takeOutputs(of: c, from: UnsafeRawPointer(view.bytes.baseAddress! + AudioBusMessage.headerSize).assumingMemoryBound(to: Float.self),
                                 ports: Int(h.channels))
             p.answered = true
@@ -313,6 +314,13 @@ public final class AudioServer {
             for f in 0..<frames { port.buffer[f] = mix[f * channels + c] }
         }
         for client in g.order {
+            if client.outstanding != nil {
+                // Still busy with an earlier period (or stopped): late again, not waited for.
+                client.late += 1
+                p.jackLate += 1
+                g.silenceOutputs(of: client)
+                continue
+            }
             let inputs = client.inputs.count
             let h = AudioBusMessage.Header(kind: .process, index: index, rate: UInt32(settings.rate), channels: UInt16(inputs),
                                            frames: UInt32(frames), target: client.node)
@@ -337,6 +345,7 @@ public final class AudioServer {
             if p.answered {
                 client.processed += 1
             } else {
+                client.outstanding = index
                 client.late += 1
                 p.jackLate += 1
                 g.silenceOutputs(of: client)

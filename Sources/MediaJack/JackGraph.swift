@@ -33,6 +33,9 @@ final class JackGraph {
         var inputs: [UInt32] = []
         var outputs: [UInt32] = []
         var processed = 0, late = 0
+        /// The period of a process call it has not answered yet: until it does, it is not called (and not
+        /// waited for) again, so a client that stopped costs the others one wait, not one every period.
+        var outstanding: UInt64?
         init(node: UInt32, name: String) { self.node = node; self.name = name }
     }
 

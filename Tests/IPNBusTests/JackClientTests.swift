@@ -1,0 +1,166 @@
+import Foundation
+import IPNTestSupport
+import XCTest
+
+/// Unmodified JACK programs (Debian's jackd2 tools) on jackd-ipn through our libjack.so.0, run by `ipn-jack`;
+/// what reaches the card's side is recorded by arecord through the ALSA plugin (the dummy clock: no card).
+final class JackClientTests: AudioScriptTestCase {
+    override func setUpWithError() throws {
+        try TestSupport.require(tools: ["/usr/bin/jack_lsp", "/usr/bin/jack_simple_client", "/usr/bin/jack_connect", "/usr/bin/jack_iodelay",
+                                        "/usr/bin/stdbuf"])
+        try super.setUpWithError()
+    }
+
+    /// A scenario with JACK programs: they find the server by JACK_DEFAULT_SERVER (here the bus path), the
+    /// private library directory is in the test's XDG_RUNTIME_DIR. `waitconn A B`: `jack_lsp -c` shows A
+    /// connected to B.
+    func jack(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
+        try await script("""
+            export XDG_RUNTIME_DIR='\(dir)' JACK_DEFAULT_SERVER="$BUS"
+            waitconn() { i=0; until ipn-jack jack_lsp -c 2>/dev/null | grep -A1 -x "$1" | grep -qx "   $2"; do i=$((i+1)); [ $i -gt 1200 ] && { echo "$1 never connected to $2"; return 1; }; sleep 0.025; done; }
+            \(startServer())
+            \(body)
+            """, timeout: timeout)
+    }
+
+    func testJackLspListsTheCardsPortsWithPropertiesTypesAndLatencyAsJackd2Does() async throws {
+        let r = try await jack("""
+            ipn-jack jack_lsp -p -t -l > lsp.txt 2> lsp.err || echo "jack_lsp failed: $(cat lsp.err)"
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        var expected = ""
+        for (name, direction, capture, playback) in [("system:capture_1", "output", 256, 0), ("system:capture_2", "output", 256, 0),
+                                                     ("system:playback_1", "input", 0, 256), ("system:playback_2", "input", 0, 256)] {
+            expected += "\(name)\n\tport playback latency = [ \(playback) \(playback) ] frames\n\tport capture latency = [ \(capture) \(capture) ] frames\n"
+            expected += "\tproperties: \(direction),physical,terminal,\n\t32 bit float mono audio\n"
+        }
+        XCTAssertEqual(file("lsp.txt"), expected)
+        XCTAssertEqual(file("lsp.err"), "", "nothing said on standard error")
+    }
+
+    func testSimpleClientsTonesReachTheCardAndConnectionsChangeWhatItPlays() async throws {
+        let r = try await jack("""
+            ipn-jack jack_simple_client > simple.log 2>&1 &
+            simple=$!
+            waitconn jack_simple_client:output1 system:playback_1
+            waitconn jack_simple_client:output2 system:playback_2
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 2 tones.wav || echo "arecord failed"
+            # Both outputs off the card: it plays silence. (jack_disconnect returns once the server told it.)
+            ipn-jack jack_disconnect jack_simple_client:output1 system:playback_1 || echo "jack_disconnect 1 failed"
+            ipn-jack jack_disconnect jack_simple_client:output2 system:playback_2 || echo "jack_disconnect 2 failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 1 silent.wav || echo "arecord failed"
+            # The left tone into the right channel only.
+            ipn-jack jack_connect jack_simple_client:output1 system:playback_2 || echo "jack_connect failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 2 swapped.wav || echo "arecord failed"
+            ipn-jack jack_lsp -c > connections.txt
+            kill -INT $simple; wait $simple
+            jackd-ipn stat "$BUS" > stat.txt
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        // jack_simple_client's tables: 200 samples a cycle on the left, 3 cycles per 200 on the right.
+        let tones = try await samples("tones.wav")
+        XCTAssertEqual(tones.count, 2 * 96_000, "2 s recorded")
+        let left = Signal(tones, channel: 0, of: 2, rate: 48_000).active(), right = Signal(tones, channel: 1, of: 2, rate: 48_000).active()
+        XCTAssertGreaterThan(left.seconds, 1.5, "the left tone plays throughout")
+        XCTAssertEqual(left.frequency, 240, accuracy: 1)
+        XCTAssertEqual(right.frequency, 720, accuracy: 2)
+        XCTAssertEqual(left.rmsDecibels, 20 * log10(0.2 / 2.squareRoot()), accuracy: 1, "amplitude 0.2, as the client wrote it")
+        let silent = try await samples("silent.wav")
+        XCTAssertEqual(silent.count, 2 * 48_000)
+        XCTAssertEqual(silent.map { abs(Int($0)) }.max(), 0, "nothing connected to the card: silence")
+        let swapped = try await samples("swapped.wav")
+        XCTAssertEqual(Signal(swapped, channel: 0, of: 2, rate: 48_000).samples.map { abs(Int($0)) }.max(), 0, "the left channel is silent")
+        XCTAssertEqual(Signal(swapped, channel: 1, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1, "the left tone plays on the right")
+        XCTAssertEqual(file("connections.txt"), """
+            system:capture_1
+            system:capture_2
+            system:playback_1
+            system:playback_2
+               jack_simple_client:output1
+            jack_simple_client:output1
+               system:playback_2
+            jack_simple_client:output2
+
+            """)
+        XCTAssertTrue(file("stat.txt").contains("JACK jack_simple_client: active, processed "), file("stat.txt"))
+    }
+
+    /// A client's output connected to its own input comes back one period later (the graph cannot run a
+    /// client before itself): what jack_iodelay measures is exactly the period.
+    func testIodelayThroughALoopbackConnectionMeasuresOnePeriod() async throws {
+        let r = try await jack("""
+            stdbuf -o0 ipn-jack jack_iodelay > iodelay.txt 2>&1 &
+            io=$!
+            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx jack_delay:in; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no jack_delay"; break; }; sleep 0.025; done
+            ipn-jack jack_connect jack_delay:out jack_delay:in || echo "jack_connect failed"
+            i=0; until [ "$(grep -c 'total roundtrip latency' iodelay.txt)" -ge 5 ]; do i=$((i+1)); [ $i -gt 2400 ] && { echo "jack_iodelay measured nothing"; break; }; sleep 0.025; done
+            kill $io; wait $io
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let measured = file("iodelay.txt").split(separator: "\n").filter { $0.contains("total roundtrip latency") }
+        XCTAssertGreaterThanOrEqual(measured.count, 5, file("iodelay.txt"))
+        for line in measured {
+            // iodelay interpolates its signal's phase: 256.000 or 256.001, say.
+            let frames = line.split(separator: " ").first.flatMap { Double($0) }
+            XCTAssertEqual(frames ?? 0, 256, accuracy: 0.1, "one period of 256 frames: \(line)")
+        }
+    }
+
+    func testWithoutAServerJackProgramsAreToldWhy() async throws {
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+        let r = try await script("""
+            export XDG_RUNTIME_DIR='\(dir)/run'
+            ipn-jack jack_lsp > lsp.txt 2> lsp.err; echo "jack_lsp $?"
+            """)
+        XCTAssertEqual(r.standardOutput, "jack_lsp 1\n", "\(r)")
+        XCTAssertTrue(file("lsp.err").contains("JACK server \"default\" is not running (no bus at \(dir)/run/jack-ipn/default): start one with jackd-ipn\n"),
+                      file("lsp.err"))
+        XCTAssertTrue(file("lsp.err").contains("Error: cannot connect to JACK, server is not running."), "jack_lsp's own words: \(file("lsp.err"))")
+    }
+
+    /// jackd-ipn with no --bus serves JACK's `default` server in the user's directory, where ipn-jack's
+    /// programs look with no option; another user's directory there is refused.
+    func testTheDefaultServerIsFoundLikeJackdAndAnotherUsersDirectoryIsRefused() async throws {
+        try FileManager.default.createDirectory(atPath: dir + "/hostile/jack-ipn", withIntermediateDirectories: true)
+        XCTAssertEqual(chown(dir + "/hostile/jack-ipn", 65534, 65534), 0)
+        let r = try await script("""
+            export XDG_RUNTIME_DIR='\(dir)'
+            jackd-ipn --no-realtime > default.log 2>&1 &
+            server=$!
+            i=0; until ipn-jack jack_lsp > lsp.txt 2>/dev/null; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no default server"; break; }; sleep 0.025; done
+            XDG_RUNTIME_DIR='\(dir)/hostile' ipn-jack jack_lsp > /dev/null 2> hostile.err; echo "hostile $?"
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "hostile 1\n", "\(r)")
+        XCTAssertTrue(file("default.log").contains("serving \(dir)/jack-ipn/default"), file("default.log"))
+        XCTAssertEqual(file("lsp.txt"), "system:capture_1\nsystem:capture_2\nsystem:playback_1\nsystem:playback_2\n")
+        XCTAssertTrue(file("hostile.err").contains("\(dir)/hostile/jack-ipn: owned by uid 65534, not by you"), file("hostile.err"))
+    }
+
+    /// The server killed: the client's shutdown callback runs (jack_simple_client's exits 1), nothing hangs.
+    /// A client that stops answering (SIGSTOP) is late every period, counted, and the others play on.
+    func testAStoppedClientIsLateWithoutStallingOthersAndAKilledServerShutsClientsDown() async throws {
+        let r = try await jack("""
+            ipn-jack jack_simple_client > a.log 2>&1 &
+            a=$!
+            waitconn jack_simple_client:output1 system:playback_1
+            ipn-jack jack_simple_client b > b.log 2>&1 &
+            b=$!
+            waitconn b:output1 system:playback_1
+            kill -STOP $a
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 2 others.wav || echo "arecord failed"
+            i=0; until jackd-ipn stat "$BUS" | grep 'JACK jack_simple_client:' | grep -vq 'late 0$'; do i=$((i+1)); [ $i -gt 1200 ] && { echo "the stopped client was never late"; break; }; sleep 0.025; done
+            jackd-ipn stat "$BUS" > stat.txt
+            kill -KILL $server; wait $server
+            wait $b; echo "b $?"
+            kill -CONT $a; wait $a; echo "a $?"
+            """)
+        XCTAssertEqual(r.standardOutput, "b 1\na 1\n", "\(r)")
+        let others = try await samples("others.wav")
+        XCTAssertEqual(Signal(others, channel: 0, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1, "b plays on while a is stopped")
+        XCTAssertTrue(file("stat.txt").contains("JACK b: active, processed"), file("stat.txt"))
+    }
+}
