@@ -199,6 +199,13 @@ final class JackClient: @unchecked Sendable {
         return 0
     }
 
+    /// JACK's transport requests: they take effect from the server's next period.
+    func transport(_ what: String, frame: UInt32 = 0) -> Int32 {
+        var r = JackWire.Request(op: "transport"); r.name = what; r.flags = frame
+        guard let reply = ask(r), reply.error == nil else { return -1 }
+        return 0
+    }
+
     func deactivate() -> Int32 {
         guard let reply = ask(JackWire.Request(op: "deactivate")), reply.error == nil else { return -1 }
         lock.lock(); active = false; lock.unlock()
@@ -252,21 +259,22 @@ final class JackClient: @unchecked Sendable {
     private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer) {
         let frames = Int(h.frames)
         guard frames == period else { return }
-        frameClock.started(period: h.index, frames: frames, rate: rate)
+        frameClock.started(period: h.index, frames: frames, rate: rate, transport: JackWire.readTransport(bytes, at: h.size))
         var inputs = 0, outputs: [JackPort] = []
         lock.lock()
         for p in mine {
-            if p.isInput, p.isAudio {
-                if inputs < Int(h.channels) {
-                    p.buffer.update(from: UnsafeRawPointer(bytes.baseAddress! + AudioBusMessage.headerSize + inputs * frames * 4)
-                                        .assumingMemoryBound(to: Float.self), count: frames)
-                }
-                inputs += 1
-            } else if p.isInput {
-                inputs += 1
-                p.midi.clear()
+            guard p.isInput else { outputs.append(p); continue }
+            defer { inputs += 1 }
+            let slot = UnsafeRawBufferPointer(start: bytes.baseAddress! + AudioBusMessage.headerSize + inputs * frames * 4, count: frames * 4)
+            if inputs >= Int(h.channels) {
+                if p.isAudio { p.buffer.update(repeating: 0, count: frames) } else { p.midi.clear() }
+            } else if p.isAudio {
+                p.buffer.update(from: slot.baseAddress!.assumingMemoryBound(to: Float.self), count: frames)
             } else {
-                outputs.append(p)
+                p.midi.clear()
+                JackMidiSlot.forEach(slot) { time, data in
+                    if let dst = p.midi.reserve(time: time, size: data.count) { dst.update(from: data.baseAddress!.assumingMemoryBound(to: UInt8.self), count: data.count) }
+                }
             }
         }
         lock.unlock()
@@ -278,7 +286,13 @@ final class JackClient: @unchecked Sendable {
             AudioBusMessage.writeHeader(out, into: o)
             for (i, p) in outputs.enumerated() {
                 let dst = o.baseAddress! + AudioBusMessage.headerSize + i * frames * 4
-                if p.isAudio { dst.copyMemory(from: p.buffer, byteCount: frames * 4) } else { dst.initializeMemory(as: UInt8.self, repeating: 0, count: frames * 4) }
+                if p.isAudio {
+                    dst.copyMemory(from: p.buffer, byteCount: frames * 4)
+                } else {
+                    var writer = JackMidiSlot.Writer(UnsafeMutableRawBufferPointer(start: dst, count: frames * 4))
+                    for e in p.midi.events { writer.add(time: e.time, UnsafeRawBufferPointer(start: p.midi.data + e.offset, count: e.size)) }
+                    p.midi.lost += UInt32(writer.lost)
+                }
             }
         }
         sendLock.unlock()
@@ -337,9 +351,15 @@ final class FrameClock: @unchecked Sendable {
     private var frame: UInt64 = 0
     private var start: UInt64 = 0
     private var rate = 48_000
-    func started(period: UInt64, frames: Int, rate: Int) {
-        lock.lock(); frame = period &* UInt64(frames); start = ipn_monotonic_ns() / 1000; self.rate = rate; lock.unlock()
+    private var transport: (rolling: Bool, frame: UInt32) = (false, 0)
+    func started(period: UInt64, frames: Int, rate: Int, transport: (rolling: Bool, frame: UInt32)?) {
+        lock.lock()
+        frame = period &* UInt64(frames); start = ipn_monotonic_ns() / 1000; self.rate = rate
+        if let transport { self.transport = transport }
+        lock.unlock()
     }
+    /// The transport in this period: rolling, and its frame at the period's start.
+    var transportNow: (rolling: Bool, frame: UInt32) { lock.lock(); defer { lock.unlock() }; return transport }
     /// (frames at the start of this period, its start in microseconds, rate)
     var now: (frame: UInt64, usecs: UInt64, rate: Int) { lock.lock(); defer { lock.unlock() }; return (frame, start, rate) }
 }

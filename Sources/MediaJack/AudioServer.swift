@@ -327,12 +327,13 @@ public final class AudioServer {
             p.awaiting = client.node
             p.answered = false
             do {
-                try p.socket.send(length: h.size, nonBlocking: true) { out in
+                try p.socket.send(length: h.size + JackWire.transportBytes, nonBlocking: true) { out in
                     AudioBusMessage.writeHeader(h, into: out)
                     for (i, port) in client.inputs.enumerated() {
                         g.sum(into: mixScratch, port)
                         (out.baseAddress! + AudioBusMessage.headerSize + i * frames * 4).copyMemory(from: mixScratch, byteCount: frames * 4)
                     }
+                    JackWire.writeTransport(rolling: g.transportRolling, frame: g.transportFrame, into: out, at: h.size)
                 }
                 while !p.answered, p.awaiting == client.node {
                     let now = ipn_monotonic_ns()
@@ -356,6 +357,7 @@ public final class AudioServer {
             g.sum(into: mixScratch, id)
             for f in 0..<frames { mix[f * channels + c] += mixScratch[f] }
         }
+        if g.transportRolling { g.transportFrame &+= UInt32(frames) }
     }
 
     /// Once a second: what `ipn stat` and `jackd-ipn stat` show, kept by each bus's policy.

@@ -49,6 +49,9 @@ final class JackGraph {
     /// The active clients with a process callback, sources before the clients they feed.
     private(set) var order: [Client] = []
     private var nextPortID: UInt32 = 1
+    /// JACK's transport: rolling or stopped, and the frame it is at (moves a period each period it rolls).
+    var transportRolling = false
+    var transportFrame: UInt32 = 0
     /// The card's ports, channel by channel.
     private(set) var captureIDs: [UInt32] = []
     private(set) var playbackIDs: [UInt32] = []
@@ -105,6 +108,15 @@ final class JackGraph {
         case "unregister":
             guard let name = r.name, let p = port(named: name), p.owner == node else { return (.failure("not a port of this client"), []) }
             return (JackWire.Reply(), removePort(p))
+        case "transport":
+            // start, stop, locate (to `flags`, a frame): from the next period on.
+            switch r.name {
+            case "start": transportRolling = true
+            case "stop": transportRolling = false
+            case "locate": transportFrame = r.flags ?? 0
+            default: return (.failure("transport: start, stop or locate"), [])
+            }
+            return (JackWire.Reply(), [])
         case "activate":
             client.active = true
             client.processes = r.processes ?? true
@@ -268,15 +280,38 @@ final class JackGraph {
         }
     }
 
-    /// The sum of every audio output connected to input port `id` (silence when none).
+    /// What input port `id` reads this period: the sum of every audio output connected to it (silence when
+    /// none), or for a MIDI port every connected output's events, merged in time order.
     func sum(into dst: UnsafeMutablePointer<Float>, _ id: UInt32) {
         dst.update(repeating: 0, count: frames)
-        guard let p = ports[id], p.isAudio else { return }
+        guard let p = ports[id] else { return }
+        if !p.isAudio {
+            mergeMidi(into: UnsafeMutableRawBufferPointer(start: dst, count: frames * 4), id)
+            return
+        }
         for (s, ds) in connections where ds.contains(id) {
             guard let src = ports[s] else { continue }
             for f in 0..<frames { dst[f] += src.buffer[f] }
         }
     }
+
+    private func mergeMidi(into slot: UnsafeMutableRawBufferPointer, _ id: UInt32) {
+        var writer = JackMidiSlot.Writer(slot)
+        let sources = connections.compactMap { $0.value.contains(id) ? ports[$0.key] : nil }
+        if sources.count == 1 {
+            JackMidiSlot.forEach(UnsafeRawBufferPointer(start: sources[0].buffer, count: frames * 4)) { writer.add(time: $0, $1) }
+        } else if sources.count > 1 {
+            // The control path allocates; MIDI merges of several sources are rare and small.
+            var events: [(UInt32, Int, [UInt8])] = []
+            for (n, src) in sources.enumerated() {
+                JackMidiSlot.forEach(UnsafeRawBufferPointer(start: src.buffer, count: frames * 4)) { events.append(($0, n, Array($1))) }
+            }
+            for e in events.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) { e.2.withUnsafeBytes { writer.add(time: e.0, $0) } }
+        }
+        midiLost += writer.lost
+    }
+    /// MIDI events that did not fit a port's period.
+    private(set) var midiLost = 0
 
     /// A client's outputs for this period, port after port (its ports' order).
     func takeOutputs(of client: Client, from samples: UnsafePointer<Float>, ports count: Int) {
@@ -285,7 +320,7 @@ final class JackGraph {
         }
     }
 
-    /// A client that missed this period: its outputs are silent for it.
+    /// A client that missed this period: its outputs are silent for it (a MIDI port's slot says no events).
     func silenceOutputs(of client: Client) {
         for id in client.outputs { ports[id]?.buffer.update(repeating: 0, count: frames) }
     }

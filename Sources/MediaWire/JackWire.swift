@@ -71,6 +71,18 @@ public enum JackWire {
         public init(event: String) { self.event = event }
     }
 
+    /// After a process call's ports: JACK's transport for that period (rolling 0/1, frame), little-endian UInt32s.
+    public static let transportBytes = 8
+    public static func writeTransport(rolling: Bool, frame: UInt32, into out: UnsafeMutableRawBufferPointer, at offset: Int) {
+        out.storeBytes(of: UInt32(rolling ? 1 : 0).littleEndian, toByteOffset: offset, as: UInt32.self)
+        out.storeBytes(of: frame.littleEndian, toByteOffset: offset + 4, as: UInt32.self)
+    }
+    public static func readTransport(_ b: UnsafeRawBufferPointer, at offset: Int) -> (rolling: Bool, frame: UInt32)? {
+        guard b.count >= offset + transportBytes else { return nil }
+        return (UInt32(littleEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) != 0,
+                UInt32(littleEndian: b.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)))
+    }
+
     public static func encode<T: Encodable>(_ kind: AudioBusMessage.Kind, index: UInt64, target: UInt32 = 0, _ body: T) -> [UInt8] {
         let json = (try? JSONEncoder().encode(body)).map { [UInt8]($0) } ?? []
         return AudioBusMessage.encode(.init(kind: kind, index: index, rate: 0, channels: 0, frames: 0, target: target), body: json)
@@ -120,5 +132,50 @@ public enum JackServerPath {
             guard st.st_mode & 0o022 == 0 else { throw .unsafeDirectory(dir, "others may write in it") }
         }
         return dir + "/" + n
+    }
+}
+
+/// A MIDI port's period on the wire: in the same slot an audio port's samples take (frames × 4 bytes), a
+/// count, then each event as its time (frame in the period), its size and its bytes, padded to 4; events in
+/// time order. What does not fit is left out and counted by whoever writes it.
+public enum JackMidiSlot {
+    /// Bytes an event takes in a slot.
+    public static func cost(_ size: Int) -> Int { 8 + (size + 3) & ~3 }
+
+    /// Empty slot.
+    public static func clear(_ slot: UnsafeMutableRawBufferPointer) {
+        slot.storeBytes(of: UInt32(0), toByteOffset: 0, as: UInt32.self)
+    }
+
+    /// Each event of a slot (at most `count` claims that fit in it): (time, bytes).
+    public static func forEach(_ slot: UnsafeRawBufferPointer, _ body: (UInt32, UnsafeRawBufferPointer) -> Void) {
+        guard slot.count >= 4 else { return }
+        let count = Int(UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
+        var at = 4
+        for _ in 0..<count {
+            guard at + 8 <= slot.count else { return }
+            let time = UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: at, as: UInt32.self))
+            let size = Int(UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
+            guard size > 0, at + cost(size) <= slot.count else { return }  // a lying size ends the slot
+            body(time, UnsafeRawBufferPointer(rebasing: slot[(at + 8)..<(at + 8 + size)]))
+            at += cost(size)
+        }
+    }
+
+    /// Writes events into a slot (they must be in time order); returns how many did not fit.
+    public struct Writer {
+        let slot: UnsafeMutableRawBufferPointer
+        var at = 4, count: UInt32 = 0
+        public private(set) var lost = 0
+        public init(_ slot: UnsafeMutableRawBufferPointer) { self.slot = slot; JackMidiSlot.clear(slot) }
+        public mutating func add(time: UInt32, _ bytes: UnsafeRawBufferPointer) {
+            guard !bytes.isEmpty, at + JackMidiSlot.cost(bytes.count) <= slot.count else { lost += 1; return }
+            slot.storeBytes(of: time.littleEndian, toByteOffset: at, as: UInt32.self)
+            slot.storeBytes(of: UInt32(bytes.count).littleEndian, toByteOffset: at + 4, as: UInt32.self)
+            UnsafeMutableRawBufferPointer(rebasing: slot[(at + 8)..<(at + 8 + bytes.count)]).copyMemory(from: bytes)
+            at += JackMidiSlot.cost(bytes.count)
+            count += 1
+            slot.storeBytes(of: count.littleEndian, toByteOffset: 0, as: UInt32.self)
+        }
     }
 }

@@ -163,4 +163,77 @@ final class JackClientTests: AudioScriptTestCase {
         XCTAssertEqual(Signal(others, channel: 0, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1, "b plays on while a is stopped")
         XCTAssertTrue(file("stat.txt").contains("JACK b: active, processed"), file("stat.txt"))
     }
+
+    func testMidiseqsNotesPlayOnMidisineThroughAMidiConnection() async throws {
+        let r = try await jack("""
+            ipn-jack jack_midiseq seq 48000 0 60 24000 > seq.log 2>&1 &
+            seq=$!
+            ipn-jack jack_midisine > sine.log 2>&1 &
+            sine=$!
+            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx midisine:audio_out && ipn-jack jack_lsp | grep -qx seq:out; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no ports"; break; }; sleep 0.025; done
+            ipn-jack jack_connect seq:out midisine:midi_in || echo "jack_connect midi failed"
+            ipn-jack jack_connect midisine:audio_out system:playback_1 || echo "jack_connect audio failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 3 notes.wav || echo "arecord failed"
+            kill $seq $sine; wait $seq $sine
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let notes = Signal(try await samples("notes.wav"), channel: 0, of: 2, rate: 48_000)
+        // MIDI note 60 for half of each second, silence for the other half. midisine tunes note n to
+        // 27.5 Hz × 2^((n − 9) / 12): 523.25 Hz for note 60.
+        XCTAssertEqual(notes.active().frequency, 523.25, accuracy: 2)
+        let loud = notes.samples.filter { abs(Int($0)) > 1000 }.count
+        XCTAssertGreaterThan(loud, 48_000, "the note sounds about half of the 3 s")
+        XCTAssertLessThan(loud, 96_000, "and is off the other half: note-offs arrive too")
+    }
+
+    /// jack_metro -t plays only while JACK's transport rolls; jack_transport starts and stops it.
+    func testMetroTicksAtItsTempoOnlyWhileTheTransportRolls() async throws {
+        let r = try await jack("""
+            ipn-jack jack_metro -b 120 -t > metro.log 2>&1 &
+            metro=$!
+            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx metro:120_bpm; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no metro"; break; }; sleep 0.025; done
+            ipn-jack jack_connect metro:120_bpm system:playback_1 || echo "jack_connect failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 1 stopped.wav || echo "arecord failed"
+            printf 'play\n' | ipn-jack jack_transport > transport.log 2>&1 || echo "jack_transport play failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 3 rolling.wav || echo "arecord failed"
+            printf 'stop\n' | ipn-jack jack_transport >> transport.log 2>&1 || echo "jack_transport stop failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 1 stopped-again.wav || echo "arecord failed"
+            kill $metro; wait $metro
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        for name in ["stopped.wav", "stopped-again.wav"] {
+            let recorded = try await samples(name)
+            XCTAssertEqual(recorded.count, 2 * 48_000)
+            XCTAssertEqual(recorded.map { abs(Int($0)) }.max(), 0, "\(name): the transport is stopped, the metronome silent")
+        }
+        let ticks = Signal(try await samples("rolling.wav"), channel: 0, of: 2, rate: 48_000).samples
+        // Each tick starts after silence: its onsets, in frames.
+        var onsets: [Int] = [], quiet = 0
+        for (i, x) in ticks.enumerated() {
+            if abs(Int(x)) > 300 { if quiet > 4800 { onsets.append(i) }; quiet = 0 } else { quiet += 1 }
+        }
+        XCTAssertGreaterThanOrEqual(onsets.count, 5, "120 beats a minute: 6 ticks in 3 s: \(onsets)")
+        let intervals = zip(onsets, onsets.dropFirst()).map { $1 - $0 }
+        XCTAssertEqual(intervals.sorted()[intervals.count / 2], 24_000, "a tick every 0.5 s, to the frame: \(intervals)")
+        XCTAssertFalse(file("transport.log").contains("not implemented"), file("transport.log"))
+    }
+
+    /// jack_rec (the ring buffer between its process callback and its disk thread) records what a client plays.
+    func testJackRecRecordsWhatAClientPlays() async throws {
+        let r = try await jack("""
+            ipn-jack jack_simple_client > simple.log 2>&1 &
+            simple=$!
+            waitconn jack_simple_client:output1 system:playback_1
+            ipn-jack jack_rec -f rec.wav -d 2 jack_simple_client:output1 jack_simple_client:output2 > rec.log 2>&1 || echo "jack_rec failed: $(cat rec.log)"
+            kill -INT $simple; wait $simple
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let rec = try await samples("rec.wav")
+        XCTAssertGreaterThanOrEqual(rec.count, 2 * 96_000, "2 s of two channels")
+        XCTAssertEqual(Signal(rec, channel: 0, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1)
+        XCTAssertEqual(Signal(rec, channel: 1, of: 2, rate: 48_000).active().frequency, 720, accuracy: 2)
+    }
 }
