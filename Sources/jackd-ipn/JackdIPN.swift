@@ -101,7 +101,7 @@ struct Stat: ParsableCommand {
             }
             let r = s.policyStatistics
             print("bus \(bus): server \(r["server"] ?? "none"), \(r["nodes"] ?? "0") client(s), \(r["playing"] ?? "0") of them playing")
-            for key in ["rate", "period", "latency", "xruns", "cpu", "mixes", "driver", "realtime", "rejected", "dropped without server"] {
+            for key in ["rate", "period", "latency", "xruns", "cpu", "mixes", "driver", "realtime", "jack", "rejected", "dropped without server"] {
                 if let v = r[key] { print("  \(key): \(v)") }
             }
             for (k, v) in r.sorted(by: { $0.key < $1.key }) where k.hasPrefix("client ") { print("  \(k): \(v)") }
