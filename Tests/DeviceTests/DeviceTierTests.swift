@@ -226,6 +226,15 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertEqual(tone.frequency, 997, accuracy: 3)
     }
 
+    func testAJackProgramOnTheCardClockedServerIsHeardFromTheCard() async throws {
+        let r = try await vm()
+        XCTAssertEqual(r.status("jcard.log"), 0, r.text("jcard.log"))
+        let card = try await r.samples("jack-card.wav")
+        // jack_simple_client: 240 Hz on the left, 720 Hz on the right, through snd-aloop.
+        XCTAssertEqual(Signal(card.left(), rate: 48_000).active().frequency, 240, accuracy: 1, r.text("jackd-stat.txt"))
+        XCTAssertEqual(Signal(card.right(), rate: 48_000).active().frequency, 720, accuracy: 2)
+    }
+
     // MARK: the bus as a webcam (v4l2loopback)
 
     func testTheWebcamIsACaptureDeviceWhileFedAndAnOutputOneBefore() async throws {
@@ -733,6 +742,14 @@ struct VMRun: Sendable {
         s=$(size bus-in.wav); waitfor 60 "the bus's recording went on after aplay ended" grown bus-in.wav "$s" 192000
         pkill -INT -f '^arecord -D ipn:BUS=/run/jbus'
         waitfor 60 "arecord on the bus ended" ended busin-rec.log
+        # A JACK program on the card-clocked server: jack_simple_client's tones played by the card, recorded from it.
+        export XDG_RUNTIME_DIR=/run/tmp JACK_DEFAULT_SERVER=/run/jbus
+        start jsimple.log ipn-jack jack_simple_client
+        waitfor 60 "jack_simple_client plays to the card" sh -c "ipn-jack jack_lsp -c | grep -qx '   jack_simple_client:output2'"
+        run jcard.log arecord -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 2 jack-card.wav
+        pkill -INT -f 'jack_simple_client'
+        waitfor 60 "jack_simple_client ended" ended jsimple.log
+        unset XDG_RUNTIME_DIR JACK_DEFAULT_SERVER
         run jackd-stat.txt jackd-ipn stat /run/jbus
         pkill -INT jackd-ipn
         wait
