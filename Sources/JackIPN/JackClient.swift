@@ -23,7 +23,9 @@ final class JackClient: @unchecked Sendable {
     private var answers: [UInt64: JackWire.Reply] = [:]
     private var nextRequest: UInt64 = 1
     private var ports: [String: JackPort] = [:]
-    private(set) var mine: [JackPort] = []
+    private var mineStorage: [JackPort] = []
+    var mine: [JackPort] { lock.lock(); defer { lock.unlock() }; return mineStorage }
+    private var retired: [JackPort] = []
     private var running = true
     private(set) var shutDown = false
     private var thread: pthread_t?
@@ -113,7 +115,8 @@ final class JackClient: @unchecked Sendable {
 
     // MARK: requests
 
-    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s).
+    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s). Asked
+    /// from a callback (our own thread), it reads the bus itself until the answer comes.
     func ask(_ request: JackWire.Request) -> JackWire.Reply? {
         lock.lock()
         let id = nextRequest
@@ -121,6 +124,19 @@ final class JackClient: @unchecked Sendable {
         guard !shutDown else { lock.unlock(); return nil }
         lock.unlock()
         do { try send(JackWire.encode(.jackRequest, index: id, request)) } catch { return nil }
+        if onOwnThread {
+            let deadline = ipn_monotonic_ns() + 5_000_000_000
+            var realtime = true
+            while ipn_monotonic_ns() < deadline {
+                lock.lock(); let got = answers.removeValue(forKey: id); let gone = shutDown; lock.unlock()
+                if let got { return got }
+                if gone { return nil }
+                let left = Double(deadline - min(deadline, ipn_monotonic_ns())) / 1e9
+                let r = Result { () throws(IPNError) in try socket.withNextMessage(timeout: left) { view in self.take(view, realtime: &realtime, nested: true) } }
+                if case .failure = r { return nil }
+            }
+            return nil
+        }
         lock.lock()
         defer { lock.unlock() }
         let deadline = Date(timeIntervalSinceNow: 5)
@@ -130,8 +146,23 @@ final class JackClient: @unchecked Sendable {
         return answers.removeValue(forKey: id)
     }
 
+    /// Sends a request without waiting for its answer (JACK's real-time-safe transport calls).
+    func tell(_ request: JackWire.Request) -> Int32 {
+        lock.lock()
+        let id = nextRequest
+        nextRequest += 1
+        lock.unlock()
+        do { try send(JackWire.encode(.jackRequest, index: id, request)) } catch { return -1 }
+        return 0
+    }
+
+    private var onOwnThread: Bool { thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+
     private let sendLock = NSLock()
+    /// Requests stay within the bus's inline size: a larger one would need a pool, set up on the control
+    /// path our thread reads at the same time.
     func send(_ bytes: [UInt8]) throws {
+        guard bytes.count <= (socket.busOptions?.inlineCapacity ?? BusOptions.inlineLimit) else { throw IPNError.mtuExceeded(size: bytes.count, mtu: socket.busOptions?.inlineCapacity ?? 0) }
         sendLock.lock(); defer { sendLock.unlock() }
         try socket.send(bytes, nonBlocking: true)
     }
@@ -142,14 +173,15 @@ final class JackClient: @unchecked Sendable {
         var r = JackWire.Request(op: "register"); r.name = short; r.type = type; r.flags = flags
         guard let info = ask(r)?.port else { return nil }
         let p = JackPort(info: info, client: self, frames: period)
-        lock.lock(); ports[info.name] = p; mine.append(p); lock.unlock()
+        lock.lock(); ports[info.name] = p; mineStorage.append(p); lock.unlock()
         return p
     }
 
     func unregister(_ p: JackPort) -> Bool {
         var r = JackWire.Request(op: "unregister"); r.name = p.info.name
         guard let reply = ask(r), reply.error == nil else { return false }
-        lock.lock(); mine.removeAll { $0 === p }; ports[p.info.name] = nil; lock.unlock()
+        // Kept until the client closes: a process callback may still hold its buffer.
+        lock.lock(); mineStorage.removeAll { $0 === p }; ports[p.info.name] = nil; retired.append(p); lock.unlock()
         return true
     }
 
@@ -202,8 +234,7 @@ final class JackClient: @unchecked Sendable {
     /// JACK's transport requests: they take effect from the server's next period.
     func transport(_ what: String, frame: UInt32 = 0) -> Int32 {
         var r = JackWire.Request(op: "transport"); r.name = what; r.flags = frame
-        guard let reply = ask(r), reply.error == nil else { return -1 }
-        return 0
+        return tell(r)
     }
 
     func deactivate() -> Int32 {
@@ -212,23 +243,28 @@ final class JackClient: @unchecked Sendable {
         return 0
     }
 
+    /// From a callback (our own thread), the close is said and our thread ends after the callback; from any
+    /// other thread, it waits for the server's answer and for our thread to end. Our thread closes the socket.
     func close() {
+        if onOwnThread {
+            if !shutDown { _ = tell(JackWire.Request(op: "close")) }
+            lock.lock(); running = false; lock.unlock()
+            return
+        }
         if !shutDown { _ = ask(JackWire.Request(op: "close")) }
         lock.lock(); running = false; lock.unlock()
-        // Our thread notices within its wait's timeout; the socket is closed only after it ended.
-        if let thread, pthread_equal(thread, pthread_self()) == 0 { pthread_join(thread, nil) }
-        socket.close()
+        if let thread { pthread_join(thread, nil) } else { socket.close() }
     }
 
     // MARK: the client's thread
 
     private func serve() {
-        if let (cb, arg) = threadInit { cb(arg) }
+        defer { socket.close() }  // only here, once no message of it is in use
         var realtime = false
         while true {
             lock.lock(); let go = running; lock.unlock()
             guard go else { return }
-            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime) } }
+            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime, nested: false) } }
             if case .failure = result {
                 lostServer("the JACK server's bus \(bus) is gone")
                 return
@@ -236,12 +272,18 @@ final class JackClient: @unchecked Sendable {
         }
     }
 
-    private func take(_ view: MessageView, realtime: inout Bool) {
+    /// One message from the server. `nested`: while a callback waits for an answer on our thread, a process
+    /// call is answered with silence at once (the program's process callback never runs inside its own callback).
+    private func take(_ view: MessageView, realtime: inout Bool, nested: Bool) {
         guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { return }
         switch h.kind {
         case .process:
-            if !realtime { realtime = true; Self.becomeRealtime() }
-            runPeriod(h, view.bytes)
+            if !realtime {
+                realtime = true
+                Self.becomeRealtime()
+                if let (cb, arg) = threadInit { cb(arg) }  // JACK runs it on the process thread, before its first period
+            }
+            runPeriod(h, view.bytes, silent: nested || !isActive)
         case .jackReply:
             guard let reply = JackWire.decode(JackWire.Reply.self, view.bytes) else { return }
             lock.lock(); answers[h.index] = reply; lock.broadcast(); lock.unlock()
@@ -256,14 +298,18 @@ final class JackClient: @unchecked Sendable {
     }
 
     /// The period: inputs in, the program's process callback, outputs back.
-    private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer) {
+    private var isActive: Bool { lock.lock(); defer { lock.unlock() }; return active }
+
+    private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer, silent: Bool) {
         let frames = Int(h.frames)
         guard frames == period else { return }
         frameClock.started(period: h.index, frames: frames, rate: rate, transport: JackWire.readTransport(bytes, at: h.size))
-        var inputs = 0, outputs: [JackPort] = []
+        var inputs = 0, outputs = 0
         lock.lock()
-        for p in mine {
-            guard p.isInput else { outputs.append(p); continue }
+        let ports = mineStorage
+        lock.unlock()
+        for p in ports {
+            guard p.isInput else { outputs += 1; continue }
             defer { inputs += 1 }
             let slot = UnsafeRawBufferPointer(start: bytes.baseAddress! + AudioBusMessage.headerSize + inputs * frames * 4, count: frames * 4)
             if inputs >= Int(h.channels) {
@@ -277,15 +323,20 @@ final class JackClient: @unchecked Sendable {
                 }
             }
         }
-        lock.unlock()
         var result: Int32 = 0
-        if let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
-        let out = AudioBusMessage.Header(kind: .processed, index: h.index, rate: h.rate, channels: UInt16(outputs.count), frames: h.frames)
+        if !silent, let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
+        let out = AudioBusMessage.Header(kind: .processed, index: h.index, rate: h.rate, channels: UInt16(outputs), frames: h.frames)
         sendLock.lock()
         _ = try? socket.send(length: out.size, nonBlocking: true) { o in
             AudioBusMessage.writeHeader(out, into: o)
-            for (i, p) in outputs.enumerated() {
+            var i = 0
+            for p in ports where !p.isInput {
+                defer { i += 1 }
                 let dst = o.baseAddress! + AudioBusMessage.headerSize + i * frames * 4
+                if silent {
+                    if p.isAudio { dst.initializeMemory(as: UInt8.self, repeating: 0, count: frames * 4) } else { JackMidiSlot.clear(UnsafeMutableRawBufferPointer(start: dst, count: frames * 4)) }
+                    continue
+                }
                 if p.isAudio {
                     dst.copyMemory(from: p.buffer, byteCount: frames * 4)
                 } else {
@@ -297,9 +348,10 @@ final class JackClient: @unchecked Sendable {
         }
         sendLock.unlock()
         if result != 0 {
-            // JACK: a non-zero return deactivates the client.
-            JackLog.error("\(name): the process callback returned \(result); the client stops")
-            lostServer("the process callback failed")
+            // JACK: a non-zero return deactivates the client (it is not shut down).
+            JackLog.error("\(name): the process callback returned \(result); the client is deactivated")
+            lock.lock(); active = false; lock.unlock()
+            _ = tell(JackWire.Request(op: "deactivate"))
         }
     }
 
@@ -307,13 +359,19 @@ final class JackClient: @unchecked Sendable {
         switch e.event {
         case "registered", "unregistered":
             guard let info = e.port else { return }
+            if e.event == "unregistered" {
+                // A name may come back as another port: forget the one we knew (its handle stays valid).
+                lock.lock()
+                if let known = ports[info.name], known.info.id == info.id, !mineStorage.contains(where: { $0 === known }) {
+                    ports[info.name] = nil
+                    retired.append(known)
+                }
+                lock.unlock()
+            }
             if let (cb, arg) = portRegistration { cb(info.id, e.event == "registered" ? 1 : 0, arg) }
         case "connected", "disconnected":
-            guard let s = e.source, let d = e.destination else { return }
-            if let (cb, arg) = portConnect {
-                let a = port(named: s)?.info.id ?? 0, b = port(named: d)?.info.id ?? 0
-                cb(a, b, e.event == "connected" ? 1 : 0, arg)
-            }
+            guard let a = e.sourceID, let b = e.destinationID else { return }
+            if let (cb, arg) = portConnect { cb(a, b, e.event == "connected" ? 1 : 0, arg) }
         case "graph":
             if let (cb, arg) = graphOrder { _ = cb(arg) }
         default:

@@ -119,12 +119,13 @@ public func ipnjack_ringbuffer_get_write_vector(_ rb: UnsafePointer<jack_ringbuf
 }
 
 private func copyOut(_ rb: UnsafePointer<jack_ringbuffer_t>, _ dest: UnsafeMutablePointer<CChar>, _ cnt: Int) -> Int {
-    var vec = [jack_ringbuffer_data_t](repeating: jack_ringbuffer_data_t(buf: nil, len: 0), count: 2)
-    ipnjack_ringbuffer_get_read_vector(rb, &vec)
-    let n = min(cnt, vec[0].len + vec[1].len)
-    let a = min(n, vec[0].len)
-    if a > 0 { dest.update(from: vec[0].buf, count: a) }
-    if n > a { (dest + a).update(from: vec[1].buf, count: n - a) }
+    // On the stack: process callbacks call this (jack_rec does).
+    var vec = (jack_ringbuffer_data_t(buf: nil, len: 0), jack_ringbuffer_data_t(buf: nil, len: 0))
+    withUnsafeMutableBytes(of: &vec) { ipnjack_ringbuffer_get_read_vector(rb, $0.baseAddress!.assumingMemoryBound(to: jack_ringbuffer_data_t.self)) }
+    let n = min(cnt, vec.0.len + vec.1.len)
+    let a = min(n, vec.0.len)
+    if a > 0 { dest.update(from: vec.0.buf, count: a) }
+    if n > a { (dest + a).update(from: vec.1.buf, count: n - a) }
     return n
 }
 
@@ -145,12 +146,12 @@ public func ipnjack_ringbuffer_peek(_ rb: UnsafeMutablePointer<jack_ringbuffer_t
 @_cdecl("jack_ringbuffer_write")
 public func ipnjack_ringbuffer_write(_ rb: UnsafeMutablePointer<jack_ringbuffer_t>?, _ src: UnsafePointer<CChar>?, _ cnt: Int) -> Int {
     guard let rb, let src else { return 0 }
-    var vec = [jack_ringbuffer_data_t](repeating: jack_ringbuffer_data_t(buf: nil, len: 0), count: 2)
-    ipnjack_ringbuffer_get_write_vector(rb, &vec)
-    let n = min(cnt, vec[0].len + vec[1].len)
-    let a = min(n, vec[0].len)
-    if a > 0 { vec[0].buf.update(from: src, count: a) }
-    if n > a { vec[1].buf.update(from: src + a, count: n - a) }
+    var vec = (jack_ringbuffer_data_t(buf: nil, len: 0), jack_ringbuffer_data_t(buf: nil, len: 0))
+    withUnsafeMutableBytes(of: &vec) { ipnjack_ringbuffer_get_write_vector(rb, $0.baseAddress!.assumingMemoryBound(to: jack_ringbuffer_data_t.self)) }
+    let n = min(cnt, vec.0.len + vec.1.len)
+    let a = min(n, vec.0.len)
+    if a > 0 { vec.0.buf.update(from: src, count: a) }
+    if n > a { vec.1.buf.update(from: src + a, count: n - a) }
     ipnjack_ringbuffer_write_advance(rb, n)
     return n
 }

@@ -65,8 +65,7 @@ public final class AudioServer {
         }
     }
 
-    /// Ports a JACK client may have (each costs a period of samples in every process call).
-    public static let maxPortsPerClient = 64
+    public static var maxPortsPerClient: Int { JackGraph.maxPortsPerClient }
 
     public let settings: Settings
     private var points: [MixPoint] = []
@@ -287,7 +286,12 @@ public final class AudioServer {
             guard let request = JackWire.decode(JackWire.Request.self, view.bytes) else { p.rejected += 1; return }
             var (reply, events) = p.graph.handle(request, from: view.sender)
             if request.op == "open", reply.error == nil { reply.rate = settings.rate; reply.period = settings.period }
-            try? p.socket.send(JackWire.encode(.jackReply, index: h.index, target: view.sender, reply), nonBlocking: true)
+            do {
+                try p.socket.send(JackWire.encode(.jackReply, index: h.index, target: view.sender, reply), nonBlocking: true)
+            } catch .mtuExceeded {
+                // An answer larger than a message (thousands of ports): say so rather than leave the client waiting.
+                try? p.socket.send(JackWire.encode(.jackReply, index: h.index, target: view.sender, JackWire.Reply.failure("the answer is too large for the bus")), nonBlocking: true)
+            } catch {}
             tell(p, events)
         case .processed:
             guard let c = p.graph.clients[view.sender] else { p.rejected += 1; return }
@@ -314,6 +318,11 @@ public final class AudioServer {
             for f in 0..<frames { port.buffer[f] = mix[f * channels + c] }
         }
         for client in g.order {
+            // One that closed, left or was deactivated during this period's work is not called again.
+            guard client.active, g.clients[client.node] === client else { continue }
+            if let since = client.outstanding, index &- since > UInt64(2 * settings.rate / frames) {
+                client.outstanding = nil  // 2 s without the answer: it may have been lost; call it again
+            }
             if client.outstanding != nil {
                 // Still busy with an earlier period (or stopped): late again, not waited for.
                 client.late += 1
@@ -326,6 +335,7 @@ public final class AudioServer {
                                            frames: UInt32(frames), target: client.node)
             p.awaiting = client.node
             p.answered = false
+            var sent = false
             do {
                 try p.socket.send(length: h.size + JackWire.transportBytes, nonBlocking: true) { out in
                     AudioBusMessage.writeHeader(h, into: out)
@@ -335,6 +345,7 @@ public final class AudioServer {
                     }
                     JackWire.writeTransport(rolling: g.transportRolling, frame: g.transportFrame, into: out, at: h.size)
                 }
+                sent = true
                 while !p.answered, p.awaiting == client.node {
                     let now = ipn_monotonic_ns()
                     guard now < deadline else { break }
@@ -346,7 +357,7 @@ public final class AudioServer {
             if p.answered {
                 client.processed += 1
             } else {
-                client.outstanding = index
+                if sent { client.outstanding = index }
                 client.late += 1
                 p.jackLate += 1
                 g.silenceOutputs(of: client)

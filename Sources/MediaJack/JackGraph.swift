@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import MediaWire
 
 /// The JACK graph of one bus, as jackd-ipn keeps it: clients (our libjack on the bus), their ports, the
@@ -41,6 +42,8 @@ final class JackGraph {
 
     let frames: Int
     let channels: Int
+    /// Ports a client may have (each costs a period of samples in every process call).
+    static let maxPortsPerClient = 64
     private(set) var ports: [UInt32: Port] = [:]
     private var byName: [String: UInt32] = [:]
     /// Source (an output port) → destinations (input ports).
@@ -96,6 +99,9 @@ final class JackGraph {
             guard let short = r.name, !short.isEmpty, let type = r.type, let flags = r.flags else { return (.failure("register: name, type and flags"), []) }
             let full = "\(client.name):\(short)"
             guard full.utf8.count < JackWire.portNameSize else { return (.failure("port name too long: \(full)"), []) }
+            guard client.inputs.count + client.outputs.count < Self.maxPortsPerClient else {
+                return (.failure("a client has at most \(Self.maxPortsPerClient) ports on jackd-ipn"), [])
+            }
             guard byName[full] == nil else { return (.failure("port \(full) exists"), []) }
             guard type == JackWire.audioType || type == JackWire.midiType else { return (.failure("unknown port type \(type)"), []) }
             let input = flags & Flag.isInput != 0
@@ -119,6 +125,7 @@ final class JackGraph {
             return (JackWire.Reply(), [])
         case "activate":
             client.active = true
+            client.outstanding = nil
             client.processes = r.processes ?? true
             reorder()
             return (JackWire.Reply(), [JackWire.Event(event: "graph")])
@@ -134,6 +141,10 @@ final class JackGraph {
             guard let dst = port(named: d) else { return (.failure("\(d) is not a port"), []) }
             guard !src.isInput, dst.isInput else { return (.failure("\(s) must be an output and \(d) an input"), []) }
             guard src.info.type == dst.info.type else { return (.failure("\(s) and \(d) have different types"), []) }
+            // As jack2: only an active client's ports connect (the card's always are).
+            for owner in [src.owner, dst.owner] where owner != 0 && r.op == "connect" {
+                guard clients[owner]?.active == true else { return (.failure("cannot connect ports owned by inactive clients; activate it first"), []) }
+            }
             let connected = connections[src.info.id]?.contains(dst.info.id) ?? false
             if r.op == "connect" {
                 // JACK says EEXIST, and jack_connect prints "already connected?" for a non-zero answer.
@@ -146,6 +157,7 @@ final class JackGraph {
             reorder()
             var e = JackWire.Event(event: r.op == "connect" ? "connected" : "disconnected")
             e.source = src.info.name; e.destination = dst.info.name
+            e.sourceID = src.info.id; e.destinationID = dst.info.id
             return (JackWire.Reply(), [e, JackWire.Event(event: "graph")])
         default:
             return (.failure("unknown request \(r.op)"), [])
@@ -154,16 +166,19 @@ final class JackGraph {
 
     private func open(_ r: JackWire.Request, node: UInt32) -> (JackWire.Reply, [JackWire.Event]) {
         guard clients[node] == nil else { return (.failure("this node already has a client"), []) }
-        guard let wanted = r.name, !wanted.isEmpty, !wanted.contains(":"), wanted.utf8.count < JackWire.clientNameSize else {
+        guard let wanted = r.name, !wanted.isEmpty, !wanted.contains(":") else {
             return (.failure("a client name is 1 to 63 bytes without ':'", status: JackWire.Status.failure | JackWire.Status.invalidOption), [])
         }
+        guard wanted.utf8.count < JackWire.clientNameSize else { return (.failure("client name too long", status: JackWire.Status.failure | JackWire.Status.invalidOption), []) }
         let taken = Set(clients.values.map(\.name)).union(["system"])
         var name = wanted, status: UInt32 = 0
         if taken.contains(name) {
             if r.exact == true { return (.failure("client name \(wanted) is in use", status: JackWire.Status.failure | JackWire.Status.nameNotUnique), []) }
             // jack2's way: NAME-01, NAME-02, ...
+            // jack2's way: NAME-01, NAME-02, ... (the name shortened to leave room for the number).
+            let base = String(decoding: Array(wanted.utf8.prefix(JackWire.clientNameSize - 5)), as: UTF8.self)
             var n = 1
-            repeat { name = String(format: "%@-%02d", wanted, n); n += 1 } while taken.contains(name)
+            repeat { name = base + "-" + (n < 10 ? "0\(n)" : "\(n)"); n += 1 } while taken.contains(name)
             status |= JackWire.Status.nameNotUnique
         }
         clients[node] = Client(node: node, name: name)
@@ -200,6 +215,7 @@ final class JackGraph {
         func told(_ s: UInt32, _ d: UInt32) {
             var e = JackWire.Event(event: "disconnected")
             e.source = ports[s]?.info.name; e.destination = ports[d]?.info.name
+            e.sourceID = s; e.destinationID = d
             events.append(e)
         }
         if p.isInput {
@@ -249,20 +265,12 @@ final class JackGraph {
             let ids = p.isInput ? connections.filter { $0.value.contains(p.info.id) }.map(\.key) : Array(connections[p.info.id] ?? [])
             reply.names = ids.compactMap { ports[$0]?.info.name }.sorted { (byName[$0] ?? 0) < (byName[$1] ?? 0) }
         default:  // ports: JACK's order, which is registration order
-            var pattern: NSRegularExpression?, typePattern: NSRegularExpression?
-            if let p = r.pattern, !p.isEmpty {
-                guard let re = try? NSRegularExpression(pattern: p) else { return .failure("bad regular expression \(p)") }
-                pattern = re
-            }
-            if let p = r.typePattern, !p.isEmpty {
-                guard let re = try? NSRegularExpression(pattern: p) else { return .failure("bad regular expression \(p)") }
-                typePattern = re
+            // JACK's semantics: POSIX extended regular expressions, matched anywhere in the name or type.
+            guard let pattern = PosixRegex(r.pattern), let typePattern = PosixRegex(r.typePattern) else {
+                return .failure("bad regular expression (or longer than \(PosixRegex.maxLength) bytes)")
             }
             let flags = r.flags ?? 0
-            func matches(_ re: NSRegularExpression?, _ s: String) -> Bool {
-                guard let re else { return true }
-                return re.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
-            }
+            func matches(_ re: PosixRegex, _ s: String) -> Bool { re.matches(s) }
             reply.names = ports.values.sorted { $0.info.id < $1.info.id }
                 .filter { $0.info.flags & flags == flags && matches(pattern, $0.info.name) && matches(typePattern, $0.info.type) }
                 .map(\.info.name)
@@ -297,10 +305,12 @@ final class JackGraph {
 
     private func mergeMidi(into slot: UnsafeMutableRawBufferPointer, _ id: UInt32) {
         var writer = JackMidiSlot.Writer(slot)
-        let sources = connections.compactMap { $0.value.contains(id) ? ports[$0.key] : nil }
-        if sources.count == 1 {
-            JackMidiSlot.forEach(UnsafeRawBufferPointer(start: sources[0].buffer, count: frames * 4)) { writer.add(time: $0, $1) }
-        } else if sources.count > 1 {
+        var count = 0, only: Port?
+        for (s, ds) in connections where ds.contains(id) { count += 1; only = ports[s] }
+        if count == 1, let only {
+            JackMidiSlot.forEach(UnsafeRawBufferPointer(start: only.buffer, count: frames * 4)) { writer.add(time: $0, $1) }
+        } else if count > 1 {
+            let sources = connections.compactMap { $0.value.contains(id) ? ports[$0.key] : nil }
             // The control path allocates; MIDI merges of several sources are rare and small.
             var events: [(UInt32, Int, [UInt8])] = []
             for (n, src) in sources.enumerated() {
@@ -324,4 +334,20 @@ final class JackGraph {
     func silenceOutputs(of client: Client) {
         for id in client.outputs { ports[id]?.buffer.update(repeating: 0, count: frames) }
     }
+}
+
+/// A POSIX extended regular expression (regcomp), as jack_get_ports takes them; nil or empty matches all.
+final class PosixRegex {
+    static let maxLength = 256
+    private var re = regex_t()
+    private let empty: Bool
+
+    init?(_ pattern: String?) {
+        guard let pattern, !pattern.isEmpty else { empty = true; return }
+        empty = false
+        guard pattern.utf8.count <= Self.maxLength, regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0 else { return nil }
+    }
+    deinit { if !empty { regfree(&re) } }
+
+    func matches(_ s: String) -> Bool { empty || regexec(&re, s, 0, nil, 0) == 0 }
 }

@@ -15,8 +15,9 @@ public enum JackWire {
     }
     public static let audioType = "32 bit float mono audio"
     public static let midiType = "8 bit raw midi"
-    /// JACK's limits (jack/types.h: JACK_CLIENT_NAME_SIZE 64, JACK_PORT_NAME_SIZE 256, both with the NUL).
-    public static let clientNameSize = 64, portNameSize = 256
+    /// JACK's limits as jack2 answers jack_client_name_size and jack_port_name_size (with the NUL): a client
+    /// name of up to 64 bytes, a full port name ("client:port") of up to 320.
+    public static let clientNameSize = 65, portNameSize = 321
 
     public struct Request: Codable, Sendable {
         /// open, close, register, unregister, activate, deactivate, connect, disconnect, ports, port, connections
@@ -67,6 +68,8 @@ public enum JackWire {
         public var port: PortInfo?
         public var source: String?
         public var destination: String?
+        public var sourceID: UInt32?
+        public var destinationID: UInt32?
         public var reason: String?
         public init(event: String) { self.event = event }
     }
