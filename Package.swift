@@ -21,6 +21,7 @@ let package = Package(
         // Our libjack: unmodified JACK programs on jackd-ipn (`ipn-jack PROGRAM`): libjack.so, SONAME libjack.so.0.
         .library(name: "jack", type: .dynamic, targets: ["JackIPN"]),
         .executable(name: "ipn-jack", targets: ["ipn-jack"]),
+        .executable(name: "ipn-jack-chain", targets: ["ipn-jack-chain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -79,6 +80,8 @@ let package = Package(
                 swiftSettings: strict, linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libjack.so.0"])]),
         // Runs a JACK program on our libjack, as pw-jack does for PipeWire's.
         .executableTarget(name: "ipn-jack", dependencies: ["MediaWire"], swiftSettings: strict),
+        // The benchmark's JACK client chain (C, linked against libjack.so.0: runs on jackd2, PipeWire or ours).
+        .executableTarget(name: "ipn-jack-chain", linkerSettings: [.linkedLibrary("jack")]),
         // The audio server: one clock, mixing on `mixer` buses.
         .executableTarget(
             name: "jackd-ipn",

@@ -57,8 +57,10 @@ public final class AudioServer {
         /// The JACK client whose period is being waited for, and whether it answered.
         var awaiting: UInt32?
         var answered = false
-        /// Late or refused JACK periods, on this bus.
+        /// JACK client periods missed (late or not called), and the periods in which any client missed one
+        /// (what jack2 counts as an xrun).
         var jackLate = 0
+        var jackLatePeriods = 0
         init(path: String, socket: IPNSocket, frames: Int, channels: Int) {
             self.path = path; self.socket = socket
             graph = JackGraph(frames: frames, channels: channels)
@@ -313,6 +315,8 @@ public final class AudioServer {
     /// mix so far (its input and the ALSA clients); what reaches its playback ports is added to the mix.
     private func runGraph(_ p: MixPoint, deadline: UInt64) {
         let g = p.graph, frames = settings.period, channels = settings.channels
+        let lateBefore = p.jackLate
+        defer { if p.jackLate > lateBefore { p.jackLatePeriods += 1 } }
         for (c, id) in g.captureIDs.enumerated() {
             guard let port = g.ports[id] else { continue }
             for f in 0..<frames { port.buffer[f] = mix[f * channels + c] }
@@ -390,7 +394,9 @@ public final class AudioServer {
             ]
             for (id, c) in p.clients { r["client \(id)"] = "received \(c.received), mixed \(c.mixed), late \(c.late), early \(c.early)" }
             for (id, c) in p.graph.clients { r["client \(id)"] = "JACK \(c.name): \(c.active ? "active" : "inactive"), processed \(c.processed), late \(c.late)" }
-            if !p.graph.clients.isEmpty { r["jack"] = "\(p.graph.clients.count) client(s), \(p.graph.ports.count) ports, \(p.jackLate) late periods" }
+            if !p.graph.clients.isEmpty {
+                r["jack"] = "\(p.graph.clients.count) client(s), \(p.graph.ports.count) ports, \(p.jackLatePeriods) late periods (\(p.jackLate) client periods missed)"
+            }
             if p.rejected > 0 { r["rejected"] = "\(p.rejected)" }
             let body = (try? JSONEncoder().encode(r)).map { [UInt8]($0) } ?? []
             try? p.socket.send(AudioBusMessage.encode(.init(kind: .report, index: index, rate: 0, channels: 0, frames: 0), body: body), nonBlocking: true)

@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also measure jackd-ipn: server CPU per period, app-to-app latency through the ALSA plugin.") var audio = true
     @Option(name: .customLong("audio-soak"), help: "Also run 8 audio clients for this many seconds and count xruns (e.g. 600).") var audioSoak: Double?
     @Flag(name: .customLong("audio-only"), help: "Only the audio part.") var audioOnly = false
+    @Flag(inversion: .prefixedNo, help: "Also measure JACK clients: a chain of N copy clients on jackd-ipn (our libjack) against jackd2.") var jack = true
+    @Flag(name: .customLong("jack-only"), help: "Only the JACK chain.") var jackOnly = false
     @Flag(inversion: .prefixedNo, help: "Also measure TCP throughput and ping RTT between namespaces: IPN switch bus vs vde_switch vs Linux bridge (root).") var network = true
     @Flag(name: .customLong("network-only"), help: "Only the network part.") var networkOnly = false
     @Flag(inversion: .prefixedNo, help: "Also measure the viewers: the browser feed's cost per frame, `mediajack serve` fan-out against a remux per viewer.") var viewers = true
@@ -61,6 +63,11 @@ struct Bench: ParsableCommand {
         if viewersOnly {
             printMachine()
             try ViewerBench.run(quick: quick)
+            return
+        }
+        if jackOnly {
+            printMachine()
+            try JackBench.run(quick: quick)
             return
         }
         if audioOnly {
@@ -115,6 +122,7 @@ struct Bench: ParsableCommand {
         print(String(format: "  publish->receive latency at 1000 msg/s, 64 B: p50 %.1f µs, p99 %.1f µs (target p99 <= 100)", idle.p50, idle.p99))
         if media { try MediaBench.run(quick: quick) }
         if audio { try AudioBench.run(quick: quick, soakSeconds: audioSoak) }
+        if jack { try JackBench.run(quick: quick) }
         if network { NetworkBench.run(quick: quick) }
         if viewers { try ViewerBench.run(quick: quick) }
         if webcam { WebcamBench.run(quick: quick, here: webcamHere) }

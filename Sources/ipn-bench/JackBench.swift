@@ -1,0 +1,114 @@
+import CIPNSys
+import Foundation
+import Glibc
+import IPNBus
+import MediaWire
+
+/// JACK clients on jackd-ipn (through our libjack) against jackd2 (its dummy backend), measured in the same run
+/// with the same program: `ipn-jack-chain N`, N clients copying system:capture_1 through each other to
+/// system:playback_1, every period. Per period: the CPU of the server (jackd-ipn with its bus host, or jackd)
+/// and of the clients; and the periods in which a client was late (jack2's xruns, jackd-ipn's late periods).
+enum JackBench {
+    /// `serverCPU` over `seconds` of wall time (the server's periods: seconds × rate / period); `clientCPU` over the
+    /// chain's life, `cycles` of which its last client processed while measured.
+    struct Run { var cycles = 0; var late = 0; var serverCPU = 0.0; var seconds = 0.0; var clientCPU = 0.0; var failure: String? }
+
+    static func run(quick: Bool) throws {
+        let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        let chain = products + "/ipn-jack-chain"
+        guard access(chain, X_OK) == 0, access(products + "/libjack.so", R_OK) == 0 else {
+            print("\nJACK chain: skipped (build everything: swift build -c release)")
+            return
+        }
+        let haveJackd = access("/usr/bin/jackd", X_OK) == 0
+        let seconds = quick ? 2.0 : 6.0
+        print("")
+        print(String(format: "JACK chain: system:capture_1 -> N copy clients -> system:playback_1, 48 kHz, %.0f s each, dummy clocks, SCHED_FIFO when permitted", seconds))
+        print("(CPU per period: server and its bus host, plus the client process; late: periods in which a client missed its deadline, jack2's xruns)")
+        print("   N  period  server               periods  late  server µs/period  clients µs/period  total µs   vs jackd2")
+        for period in [64, 128, 256] {
+            for n in [1, 4, 8] {
+                let ours = measureOurs(products: products, period: period, clients: n, seconds: seconds)
+                let theirs = haveJackd ? measureJackd2(chain: chain, period: period, clients: n, seconds: seconds) : Run(failure: "jackd2 not installed")
+                func perPeriod(_ r: Run) -> (server: Double, client: Double) {
+                    (r.serverCPU / max(1, r.seconds * 48_000 / Double(period)) * 1e6, r.clientCPU / Double(max(1, r.cycles)) * 1e6)
+                }
+                let base = theirs.failure == nil ? perPeriod(theirs) : (0, 0)
+                for (name, r) in [("jackd-ipn + libjack", ours), ("jackd2 (dummy)", theirs)] {
+                    let label = name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                    if let f = r.failure { print(String(format: "  %2d  %6d  ", n, period) + label + " failed: " + f); continue }
+                    let cost = perPeriod(r), total = cost.server + cost.client, baseTotal = base.server + base.client
+                    print(String(format: "  %2d  %6d  ", n, period) + label + String(format: " %7d  %4d  %16.1f  %17.1f  %8.1f  ", r.cycles, r.late, cost.server, cost.client, total)
+                          + (baseTotal > 0 ? String(format: "%8.2fx", total / baseTotal) : "       -"))
+                }
+            }
+        }
+    }
+
+    /// The chain's own line: cycles, xruns; and its CPU (bash's `time`).
+    private static func runChain(_ command: String) -> (cycles: Int, xruns: Int, cpu: Double)? {
+        guard let out = bashOutput("TIMEFORMAT='cpu %U %S'; { time \(command) ; } 2>&1") else { return nil }
+        var cycles: Int?, xruns = 0, cpu = 0.0
+        for line in out.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.first == "cycles", f.count >= 4 { cycles = Int(f[1]); xruns = Int(f[3]) ?? 0 }
+            if f.first == "cpu", f.count == 3 { cpu = (Double(f[1]) ?? 0) + (Double(f[2]) ?? 0) }
+        }
+        guard let cycles else {
+            FileHandle.standardError.write(Data("ipn-bench: the JACK chain said: \(out)\n".utf8))
+            return nil
+        }
+        return (cycles, xruns, cpu)
+    }
+
+    private static func ready(_ command: String) -> Bool {
+        for _ in 0..<200 {
+            if bashOutput("\(command) > /dev/null 2>&1 && echo ok")?.contains("ok") == true { return true }
+            usleep(25_000)
+        }
+        return false
+    }
+
+    static func measureOurs(products: String, period: Int, clients: Int, seconds: Double) -> Run {
+        let dir = "/tmp/ipn-bench-jack-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = try? FileManager.default.removeItem(atPath: dir) }
+        let bus = dir + "/server"
+        guard let server = try? Child(products + "/jackd-ipn", ["--bus", bus, "--period", "\(period)"], errorLog: dir + "/server.log") else {
+            return Run(failure: "cannot start jackd-ipn")
+        }
+        defer { server.stop(SIGINT) }
+        let env = "XDG_RUNTIME_DIR=\(dir) JACK_DEFAULT_SERVER=\(bus)"
+        guard ready("\(env) \(products)/ipn-jack jack_lsp"), let host = try? Bus.status(bus).hostPID else { return Run(failure: "jackd-ipn did not start") }
+        let lateBefore = latePeriods(products, bus)
+        let before = WebcamBench.cpuSeconds(server.pid) + WebcamBench.cpuSeconds(host), t0 = ipn_monotonic_ns()
+        guard let c = runChain("\(env) \(products)/ipn-jack \(products)/ipn-jack-chain \(clients) \(seconds)") else { return Run(failure: "the chain failed") }
+        let after = WebcamBench.cpuSeconds(server.pid) + WebcamBench.cpuSeconds(host), t1 = ipn_monotonic_ns()
+        return Run(cycles: c.cycles, late: latePeriods(products, bus) - lateBefore, serverCPU: after - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
+    }
+
+    /// jackd-ipn's count of periods in which a JACK client was late (its report comes once a second).
+    private static func latePeriods(_ products: String, _ bus: String) -> Int {
+        usleep(1_100_000)
+        guard let out = bashOutput("\(products)/jackd-ipn stat \(bus)"),
+              let line = out.split(separator: "\n").first(where: { $0.contains("jack:") }),
+              let r = line.range(of: "ports, ") else { return 0 }
+        return Int(line[r.upperBound...].split(separator: " ").first ?? "") ?? 0
+    }
+
+    static func measureJackd2(chain: String, period: Int, clients: Int, seconds: Double) -> Run {
+        let name = "ipn-bench-\(getpid())"
+        let log = "/tmp/ipn-bench-jackd2-\(getpid()).log"
+        defer { unlink(log) }
+        guard let server = try? Child("/usr/bin/jackd", ["-n", name, "-d", "dummy", "-r", "48000", "-p", "\(period)"], errorLog: log) else {
+            return Run(failure: "cannot start jackd")
+        }
+        defer { server.stop(SIGTERM) }
+        guard ready("JACK_DEFAULT_SERVER=\(name) jack_lsp") else { return Run(failure: "jackd did not start") }
+        let before = WebcamBench.cpuSeconds(server.pid), t0 = ipn_monotonic_ns()
+        // The system's libjack (jackd2's), whatever the environment says.
+        guard let c = runChain("env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name) \(chain) \(clients) \(seconds)") else { return Run(failure: "the chain failed") }
+        let t1 = ipn_monotonic_ns()
+        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
+    }
+}
