@@ -33,7 +33,7 @@ enum JackBench {
                 func perPeriod(_ r: Run) -> (server: Double, client: Double) {
                     (r.serverCPU / max(1, r.seconds * 48_000 / Double(period)) * 1e6, r.clientCPU / Double(max(1, r.cycles)) * 1e6)
                 }
-                let base = theirs.failure == nil ? perPeriod(theirs) : (0, 0)
+                let base: (server: Double, client: Double) = theirs.failure == nil ? perPeriod(theirs) : (0, 0)
                 for (name, r) in [("jackd-ipn + libjack", ours), ("jackd2 (dummy)", theirs)] {
                     let label = name.padding(toLength: 20, withPad: " ", startingAt: 0)
                     if let f = r.failure { print(String(format: "  %2d  %6d  ", n, period) + label + " failed: " + f); continue }
