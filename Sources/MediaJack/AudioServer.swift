@@ -222,13 +222,19 @@ public final class AudioServer {
         // The card's input (silence without a card: `input` stays zero) is where every mix starts.
         mix.update(from: input, count: samplesPerPeriod)
         let slot = Int(index % UInt64(Self.lookahead))
-        for client in p.clients.values where client.indices[slot] == index {
-            let source = client.ring + slot * samplesPerPeriod
-            for i in 0..<samplesPerPeriod { mix[i] += source[i] }
-            client.indices[slot] = .max
-            client.mixed += 1
+        // Each ALSA player's period into its ports (`alsa-NODE:out_N`), silence when it sent none for it.
+        for (id, client) in p.clients {
+            if client.indices[slot] == index {
+                p.graph.takePlayer(id, interleaved: client.ring + slot * samplesPerPeriod)
+                client.indices[slot] = .max
+                client.mixed += 1
+            } else {
+                p.graph.takePlayer(id, interleaved: nil)
+            }
         }
-        if !p.graph.order.isEmpty { runGraph(p, deadline: deadline) }
+        // The JACK clients in graph order; what reaches the card's playback ports (the players, connected
+        // there when they appear, and any JACK program) is added to the mix.
+        runGraph(p, deadline: deadline)
         // Saturate: the mix of loud clients clips, it never wraps.
         for i in 0..<samplesPerPeriod { mix[i] = max(-1, min(1, mix[i])) }
         if playback != nil { for i in 0..<samplesPerPeriod { mixAll[i] += mix[i] } }
@@ -249,7 +255,10 @@ public final class AudioServer {
     private func drain(_ p: MixPoint) throws {
         while let _ = try p.socket.withNextMessage(nonBlocking: true, { view in handle(p, view) }) {}
         if !p.departed.isEmpty {
-            for d in p.departed where d.after <= index { p.clients[d.id] = nil }
+            for d in p.departed where d.after <= index {
+                p.clients[d.id] = nil
+                tell(p, p.graph.remove(d.id))
+            }
             p.departed.removeAll { $0.after <= index }
         }
     }
@@ -259,9 +268,11 @@ public final class AudioServer {
         switch h.kind {
         case .period:
             guard Int(h.channels) == settings.channels, Int(h.frames) == settings.period else { p.rejected += 1; return }
+            if let g = p.graph.clients[view.sender], !g.player { p.rejected += 1; return }  // a JACK client has its process calls
             let client = p.clients[view.sender] ?? {
                 let c = Client(samples: samplesPerPeriod)  // a new client: its only allocation
                 p.clients[view.sender] = c
+                tell(p, p.graph.addPlayer(node: view.sender))
                 return c
             }()
             client.received += 1
@@ -281,7 +292,8 @@ public final class AudioServer {
             // What it sent ahead before leaving is still played; then its slot goes.
             let node = UInt32(truncatingIfNeeded: h.index)
             p.departed.append((node, index + UInt64(Self.lookahead)))
-            tell(p, p.graph.remove(node))
+            // A player stays in the graph until what it sent ahead has been played.
+            if p.graph.clients[node]?.player != true { tell(p, p.graph.remove(node)) }
             if p.awaiting == node { p.awaiting = nil }
         case .jackRequest:
             // The control path (not the period path): it may allocate.
@@ -393,9 +405,11 @@ public final class AudioServer {
                 "realtime": realtimeNote,
             ]
             for (id, c) in p.clients { r["client \(id)"] = "received \(c.received), mixed \(c.mixed), late \(c.late), early \(c.early)" }
-            for (id, c) in p.graph.clients { r["client \(id)"] = "JACK \(c.name): \(c.active ? "active" : "inactive"), processed \(c.processed), late \(c.late)" }
-            if !p.graph.clients.isEmpty {
-                r["jack"] = "\(p.graph.clients.count) client(s), \(p.graph.ports.count) ports, \(p.jackLatePeriods) late periods (\(p.jackLate) client periods missed)"
+            // ALSA players are JACK clients too (alsa-NODE), reported above with what they sent.
+            let jack = p.graph.clients.filter { !$0.value.player }
+            for (id, c) in jack { r["client \(id)"] = "JACK \(c.name): \(c.active ? "active" : "inactive"), processed \(c.processed), late \(c.late)" }
+            if !jack.isEmpty {
+                r["jack"] = "\(jack.count) client(s), \(p.graph.ports.count) ports, \(p.jackLatePeriods) late periods (\(p.jackLate) client periods missed)"
             }
             if p.rejected > 0 { r["rejected"] = "\(p.rejected)" }
             let body = (try? JSONEncoder().encode(r)).map { [UInt8]($0) } ?? []

@@ -31,6 +31,8 @@ final class JackGraph {
         let name: String
         var active = false
         var processes = false
+        /// An ALSA plugin application playing onto the bus (not a JACK program): its outputs are what it sent.
+        var player = false
         var inputs: [UInt32] = []
         var outputs: [UInt32] = []
         var processed = 0, late = 0
@@ -185,6 +187,44 @@ final class JackGraph {
         var reply = JackWire.Reply()
         reply.name = name; reply.status = status
         return (reply, [])
+    }
+
+    /// An ALSA plugin application that plays onto the bus appears as a JACK client `alsa-NODE` whose outputs
+    /// `out_1...` carry what it plays, connected to the card's playback ports (so it is heard as before); JACK
+    /// programs can take it into their inputs too.
+    func addPlayer(node: UInt32) -> [JackWire.Event] {
+        guard clients[node] == nil else { return [] }
+        let c = Client(node: node, name: "alsa-\(node)")
+        c.active = true
+        c.player = true
+        clients[node] = c
+        var events: [JackWire.Event] = []
+        for ch in 1...channels {
+            let p = addPort(owner: node, name: "\(c.name):out_\(ch)", type: JackWire.audioType, flags: Flag.isOutput | Flag.isTerminal)
+            c.outputs.append(p.info.id)
+            var e = JackWire.Event(event: "registered"); e.port = p.info
+            events.append(e)
+            let to = playbackIDs[ch - 1]
+            connections[p.info.id, default: []].insert(to)
+            var k = JackWire.Event(event: "connected")
+            k.source = p.info.name; k.destination = ports[to]?.info.name; k.sourceID = p.info.id; k.destinationID = to
+            events.append(k)
+        }
+        reorder()
+        return events + [JackWire.Event(event: "graph")]
+    }
+
+    /// A player's period: its interleaved samples into its output ports, or silence when it sent none.
+    func takePlayer(_ node: UInt32, interleaved: UnsafePointer<Float>?) {
+        guard let c = clients[node], c.player else { return }
+        for (ch, id) in c.outputs.enumerated() {
+            guard let port = ports[id] else { continue }
+            if let interleaved {
+                for f in 0..<frames { port.buffer[f] = interleaved[f * channels + ch] }
+            } else {
+                port.buffer.update(repeating: 0, count: frames)
+            }
+        }
     }
 
     /// A client that closed or left: its ports go, with their connections.

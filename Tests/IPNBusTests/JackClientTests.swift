@@ -236,4 +236,33 @@ final class JackClientTests: AudioScriptTestCase {
         XCTAssertEqual(Signal(rec, channel: 0, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1)
         XCTAssertEqual(Signal(rec, channel: 1, of: 2, rate: 48_000).active().frequency, 720, accuracy: 2)
     }
+
+    /// An ALSA application playing onto the bus is a JACK client (`alsa-NODE`) whose outputs carry what it
+    /// plays, connected to the card's playback ports: a JACK program records it, and disconnecting it silences
+    /// it on the card's side.
+    func testAnAplayIsAJackClientAJackProgramRecordsAndConnectionsSilence() async throws {
+        let r = try await jack("""
+            ffmpeg -v error -f lavfi -i sine=frequency=440:duration=20 -ac 2 -ar 48000 tone.wav
+            aplay -q -D "ipn:BUS=$BUS" tone.wav &
+            player=$!
+            i=0; until port=$(ipn-jack jack_lsp 2>/dev/null | grep -m1 -x 'alsa-[0-9]*:out_1'); do i=$((i+1)); [ $i -gt 1200 ] && { echo "aplay never appeared as a JACK client"; break; }; sleep 0.025; done
+            ipn-jack jack_lsp -c > lsp.txt
+            ipn-jack jack_rec -f rec.wav -d 1 "$port" > rec.log 2>&1 || echo "jack_rec failed: $(cat rec.log)"
+            ipn-jack jack_disconnect "$port" system:playback_1 || echo "jack_disconnect 1 failed"
+            ipn-jack jack_disconnect "${port%_1}_2" system:playback_2 || echo "jack_disconnect 2 failed"
+            arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 1 silent.wav || echo "arecord failed"
+            kill $player; wait $player
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        let lsp = file("lsp.txt")
+        XCTAssertNotNil(lsp.range(of: #"alsa-\d+:out_1\n   system:playback_1\n"#, options: .regularExpression), lsp)
+        XCTAssertNotNil(lsp.range(of: #"alsa-\d+:out_2\n   system:playback_2\n"#, options: .regularExpression), lsp)
+        let rec = try await samples("rec.wav")
+        XCTAssertGreaterThanOrEqual(rec.count, 2 * 48_000)
+        XCTAssertEqual(Signal(rec, channel: 0, of: 2, rate: 48_000).active().frequency, 440, accuracy: 1.5, "jack_rec recorded what aplay plays")
+        let silent = try await samples("silent.wav")
+        XCTAssertEqual(silent.count, 2 * 48_000)
+        XCTAssertEqual(silent.map { abs(Int($0)) }.max(), 0, "aplay disconnected from the card: silence on the card's side")
+    }
 }
