@@ -1,7 +1,15 @@
 // The one variadic entry point, which Swift cannot define: reads jack_client_open's optional arguments in
-// the order jack/types.h gives them and hands them to the Swift implementation. No logic.
+// the order jack/types.h gives them and hands them to the Swift implementation; and dladdr, which Swift's
+// Glibc does not show. No logic.
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdarg.h>
 #include "CJackAPI.h"
+
+const char *ipnjack_library_path(void) {
+    Dl_info info;
+    return dladdr((void *)ipnjack_library_path, &info) ? info.dli_fname : NULL;
+}
 
 extern jack_client_t *ipnjack_client_open(const char *client_name, int options, int *status, const char *server_name);
 

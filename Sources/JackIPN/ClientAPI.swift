@@ -18,7 +18,9 @@ public func ipnjack_client_open(_ name: UnsafePointer<CChar>?, _ options: Int32,
     signal(SIGPIPE, SIG_IGN)
     let wanted = name.map { String(cString: $0) } ?? ""
     do {
-        let c = try JackClient(name: wanted, exact: options & Int32(JackUseExactName.rawValue) != 0,
+        // JACK's rule: start a server unless the program says JackNoStartServer or the user JACK_NO_START_SERVER.
+        let start = options & Int32(JackNoStartServer.rawValue) == 0 && getenv("JACK_NO_START_SERVER") == nil
+        let c = try JackClient(name: wanted, exact: options & Int32(JackUseExactName.rawValue) != 0, startServer: start,
                                server: server.map { String(cString: $0) })
         status?.pointee = Int32(bitPattern: c.openStatus)
         return OpaquePointer(Unmanaged.passRetained(c).toOpaque())

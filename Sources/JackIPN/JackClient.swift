@@ -47,7 +47,7 @@ final class JackClient: @unchecked Sendable {
     enum OpenFailure: Error { case status(UInt32, String) }
 
     /// Joins the server's bus and opens a client named `wanted` (made unique unless `exact`).
-    init(name wanted: String, exact: Bool, server: String?) throws(OpenFailure) {
+    init(name wanted: String, exact: Bool, startServer: Bool, server: String?) throws(OpenFailure) {
         let bus: String
         do { bus = try JackServerPath.bus(server) } catch { throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(error)") }
         self.bus = bus
@@ -56,8 +56,19 @@ final class JackClient: @unchecked Sendable {
         socket.policyParameters = MixerPolicy.jackParameter
         socket.description = "jack \(wanted)"
         let serverName = JackServerPath.serverName(server)
+        var started: UInt32 = 0
         do {
-            try socket.connect(bus)
+            do {
+                try socket.connect(bus)
+            } catch .noSuchBus where startServer {
+                // As JACK does unless told not to: start the server (jackd-ipn beside this library), temporary.
+                try Self.startServer(serverName, bus: bus)
+                started = JackWire.Status.serverStarted
+                let deadline = ipn_monotonic_ns() + 5_000_000_000
+                while true {
+                    do { try socket.connect(bus); break } catch .noSuchBus where ipn_monotonic_ns() < deadline { usleep(20_000) }
+                }
+            }
         } catch {
             let why: String
             switch error {
@@ -96,7 +107,7 @@ final class JackClient: @unchecked Sendable {
         cName = strdup(n)
         self.rate = rate
         self.period = period
-        openStatus = reply.status ?? 0
+        openStatus = (reply.status ?? 0) | started
         let unmanaged = Unmanaged.passRetained(self)
         var t = pthread_t()
         if pthread_create(&t, nil, { arg in
@@ -392,6 +403,23 @@ final class JackClient: @unchecked Sendable {
         } else if let (cb, arg) = shutdown {
             cb(arg)
         }
+    }
+
+    /// Starts `jackd-ipn --temporary` for server `name` (or on bus path `bus`), from the directory this library is in.
+    static func startServer(_ name: String, bus: String) throws(IPNError) {
+        guard let file = ipnjack_library_path() else { throw .hostFailed(path: bus, reason: "cannot find libjack's own directory") }
+        // ipn-jack loads us through a symbolic link (libjack.so.0): the real file is beside jackd-ipn.
+        guard let real = realpath(file, nil) else { throw .hostFailed(path: bus, reason: "cannot resolve \(String(cString: file))") }
+        let dir = (String(cString: real) as NSString).deletingLastPathComponent
+        free(real)
+        let server = dir + "/jackd-ipn"
+        guard access(server, X_OK) == 0 else { throw .hostFailed(path: bus, reason: "no \(server) to start") }
+        let args = [server, "--temporary"] + (name.contains("/") ? ["--bus", name] : ["-n", name])
+        let argv = args.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let pid = argv.withUnsafeBufferPointer { ipn_spawn_detached(server, $0.baseAddress!, nil, -1) }
+        guard pid > 0 else { throw .hostFailed(path: bus, reason: "cannot start \(server): \(String(cString: strerror(errno)))") }
+        JackLog.info("jackd-ipn started for JACK server \"\(name)\" (pid \(pid))")
     }
 
     /// SCHED_FIFO for the process thread when the user may (as a JACK client's process thread runs); quietly

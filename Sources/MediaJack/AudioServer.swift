@@ -88,6 +88,8 @@ public final class AudioServer {
     public private(set) var workNanoseconds: UInt64 = 0
     public private(set) var peakWorkNanoseconds: UInt64 = 0
     public private(set) var periodsServed = 0
+    /// Every JACK program that came has gone (for `jackd-ipn --temporary`, a server a JACK program started).
+    public var jackClientsGone: Bool { points.contains { $0.graph.everHadJackClients } && points.allSatisfy { $0.graph.jackClients == 0 } }
     /// Client periods that arrived after their period was mixed, on every bus.
     public var lateClientPeriods: Int { points.reduce(0) { $0 + $1.lateTotal } }
     private var realtimeNote = ""

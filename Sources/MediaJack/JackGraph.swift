@@ -54,6 +54,9 @@ final class JackGraph {
     /// The active clients with a process callback, sources before the clients they feed.
     private(set) var order: [Client] = []
     private var nextPortID: UInt32 = 1
+    /// JACK programs' clients now (not the ALSA players), and whether there ever was one.
+    private(set) var jackClients = 0
+    private(set) var everHadJackClients = false
     /// JACK's transport: rolling or stopped, and the frame it is at (moves a period each period it rolls).
     var transportRolling = false
     var transportFrame: UInt32 = 0
@@ -184,6 +187,8 @@ final class JackGraph {
             status |= JackWire.Status.nameNotUnique
         }
         clients[node] = Client(node: node, name: name)
+        jackClients += 1
+        everHadJackClients = true
         var reply = JackWire.Reply()
         reply.name = name; reply.status = status
         return (reply, [])
@@ -230,6 +235,7 @@ final class JackGraph {
     /// A client that closed or left: its ports go, with their connections.
     func remove(_ node: UInt32) -> [JackWire.Event] {
         guard let c = clients.removeValue(forKey: node) else { return [] }
+        if !c.player { jackClients -= 1 }
         var events: [JackWire.Event] = []
         for id in c.inputs + c.outputs { if let p = ports[id] { events += removePort(p) } }
         reorder()

@@ -10,7 +10,7 @@ public enum JackWire {
     }
     /// JACK's status bits (jack/types.h, `JackStatus`).
     public enum Status {
-        public static let failure: UInt32 = 0x01, invalidOption: UInt32 = 0x02, nameNotUnique: UInt32 = 0x04, serverFailed: UInt32 = 0x10,
+        public static let failure: UInt32 = 0x01, invalidOption: UInt32 = 0x02, nameNotUnique: UInt32 = 0x04, serverStarted: UInt32 = 0x08, serverFailed: UInt32 = 0x10,
                           serverError: UInt32 = 0x20, noSuchClient: UInt32 = 0x40, versionError: UInt32 = 0x400
     }
     public static let audioType = "32 bit float mono audio"

@@ -49,6 +49,8 @@ struct Serve: ParsableCommand {
     @Option(help: "The clock: dummy (a timer) or alsa:DEVICE (the card's period timing; also plays the mix and captures the input onto the buses).")
     var driver = "dummy"
     @Flag(name: .customLong("no-realtime"), help: "Do not ask for SCHED_FIFO and locked memory.") var noRealtime = false
+    @Flag(name: [.customShort("T"), .long], help: "Exit once the last JACK client has gone (as jackd -T; what a JACK program that starts the server asks for).")
+    var temporary = false
 
     func validate() throws {
         guard driver == "dummy" || (driver.hasPrefix("alsa:") && driver.count > 5) else {
@@ -78,7 +80,7 @@ struct Serve: ParsableCommand {
         let say = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         do {
             let server = try AudioServer(s, report: say)
-            try server.run { StopSignal.requested }
+            try server.run { StopSignal.requested || (temporary && server.jackClientsGone) }
             say("jackd-ipn: stopped after \(server.index) periods, \(server.serverXruns) server xruns")
         } catch {
             say("jackd-ipn: \(error)")

@@ -265,4 +265,23 @@ final class JackClientTests: AudioScriptTestCase {
         XCTAssertEqual(silent.count, 2 * 48_000)
         XCTAssertEqual(silent.map { abs(Int($0)) }.max(), 0, "aplay disconnected from the card: silence on the card's side")
     }
+
+    /// As with jackd: a program that may start a server (jack_simple_client; not jack_lsp, which says
+    /// JackNoStartServer) starts one (`jackd-ipn --temporary`), learns so (JackServerStarted), and the server
+    /// ends with its last JACK client.
+    func testAProgramStartsTheServerAsJackDoesAndItEndsWithTheLastClient() async throws {
+        try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
+        let r = try await script("""
+            export XDG_RUNTIME_DIR='\(dir)/run'
+            ipn-jack jack_simple_client > simple.log 2>&1 &
+            simple=$!
+            i=0; until ipn-jack jack_lsp -c 2>/dev/null | grep -qx '   jack_simple_client:output1'; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no server was started"; break; }; sleep 0.025; done
+            pgrep -f 'jackd-ipn --temporary -n default' > /dev/null || echo "no temporary server"
+            kill -INT $simple; wait $simple
+            i=0; while ipn-jack jack_lsp > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 1200 ] && { echo "the server outlived its last client"; break; }; sleep 0.025; done
+            i=0; while pgrep -f 'jackd-ipn --temporary -n default' > /dev/null; do i=$((i+1)); [ $i -gt 1200 ] && { echo "jackd-ipn still runs"; break; }; sleep 0.025; done
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        XCTAssertTrue(file("simple.log").contains("JACK server started"), "jack_simple_client's words on JackServerStarted: \(file("simple.log"))")
+    }
 }

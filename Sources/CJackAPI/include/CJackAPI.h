@@ -7,3 +7,6 @@
 #include <jack/uuid.h>
 #include <jack/thread.h>
 #include <jack/statistics.h>
+
+/// The file this library was loaded from (dladdr), or NULL: where jackd-ipn is, to start a server.
+const char *ipnjack_library_path(void);
