@@ -26,6 +26,8 @@ final class JackClient: @unchecked Sendable {
     private var mineStorage: [JackPort] = []
     var mine: [JackPort] { lock.lock(); defer { lock.unlock() }; return mineStorage }
     private var retired: [JackPort] = []
+    /// Events that came while a callback waited for an answer (our thread only).
+    private var pendingEvents: [JackWire.Event] = []
     private var running = true
     private(set) var shutDown = false
     private var thread: pthread_t?
@@ -88,8 +90,14 @@ final class JackClient: @unchecked Sendable {
             throw .status(JackWire.Status.failure | JackWire.Status.serverFailed, "\(bus): \(error)")
         }
         var reply: JackWire.Reply?
+        var lastAsked = ipn_monotonic_ns()
         while reply == nil, ipn_monotonic_ns() < deadline {
-            let left = Double(deadline - min(deadline, ipn_monotonic_ns())) / 1e9
+            // A server that has just made its bus may not be on it yet: the bus drops what it is sent meanwhile.
+            if ipn_monotonic_ns() - lastAsked > 200_000_000 {
+                _ = try? socket.send(JackWire.encode(.jackRequest, index: 0, r))
+                lastAsked = ipn_monotonic_ns()
+            }
+            let left = min(0.2, Double(deadline - min(deadline, ipn_monotonic_ns())) / 1e9)
             _ = try? socket.withNextMessage(timeout: left) { view in
                 if let h = try? AudioBusMessage.decodeHeader(view.bytes), h.kind == .jackReply, h.index == 0 {
                     reply = JackWire.decode(JackWire.Reply.self, view.bytes)
@@ -280,6 +288,7 @@ final class JackClient: @unchecked Sendable {
                 lostServer("the JACK server's bus \(bus) is gone")
                 return
             }
+            while !pendingEvents.isEmpty { notify(pendingEvents.removeFirst()) }
         }
     }
 
@@ -300,7 +309,8 @@ final class JackClient: @unchecked Sendable {
             lock.lock(); answers[h.index] = reply; lock.broadcast(); lock.unlock()
         case .jackEvent:
             guard let e = JackWire.decode(JackWire.Event.self, view.bytes) else { return }
-            notify(e)
+            // One callback at a time: an event that arrives while a callback waits for an answer is told after it.
+            if nested { pendingEvents.append(e) } else { notify(e) }
         case .serverGone:
             lostServer("the JACK server stopped")
         default:
@@ -415,11 +425,16 @@ final class JackClient: @unchecked Sendable {
         let server = dir + "/jackd-ipn"
         guard access(server, X_OK) == 0 else { throw .hostFailed(path: bus, reason: "no \(server) to start") }
         let args = [server, "--temporary"] + (name.contains("/") ? ["--bus", name] : ["-n", name])
-        let argv = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let pid = argv.withUnsafeBufferPointer { ipn_spawn_detached(server, $0.baseAddress!, nil, -1) }
+        // Through a shell that backgrounds it and exits at once (reaped here): the server is nobody's child, so
+        // it never lingers as a zombie of the program.
+        let shell = ["/bin/sh", "-c", "\"$0\" \"$@\" &"] + args
+        let shellArgv = shell.map { strdup($0) } + [nil]
+        defer { shellArgv.forEach { free($0) } }
+        let pid = shellArgv.withUnsafeBufferPointer { ipn_spawn_detached("/bin/sh", $0.baseAddress!, nil, -1) }
         guard pid > 0 else { throw .hostFailed(path: bus, reason: "cannot start \(server): \(String(cString: strerror(errno)))") }
-        JackLog.info("jackd-ipn started for JACK server \"\(name)\" (pid \(pid))")
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        JackLog.info("jackd-ipn started for JACK server \"\(name)\"")
     }
 
     /// SCHED_FIFO for the process thread when the user may (as a JACK client's process thread runs); quietly

@@ -10,7 +10,8 @@ import MediaWire
 /// period arrives after that period was mixed has missed it: counted as its xrun; the clock never waits.
 ///
 /// The period path (drain, mix, send, device I/O) allocates nothing, takes no lock and logs nothing:
-/// buffers are made when a bus or a client first appears. Reports (`ipn stat`) are sent once a second,
+/// buffers are made when a bus or a client first appears (a new player's ring and JACK ports, in the period
+/// it first sends). JACK requests are handled as they arrive and may allocate. Reports (`ipn stat`) are sent once a second,
 /// after a period's work.
 ///
 /// Not `Sendable`: the thread that runs it owns it (hand it over with `sending`; read its counters
@@ -89,7 +90,9 @@ public final class AudioServer {
     public private(set) var peakWorkNanoseconds: UInt64 = 0
     public private(set) var periodsServed = 0
     /// Every JACK program that came has gone (for `jackd-ipn --temporary`, a server a JACK program started).
-    public var jackClientsGone: Bool { points.contains { $0.graph.everHadJackClients } && points.allSatisfy { $0.graph.jackClients == 0 } }
+    public var jackClientsGone: Bool {
+        points.contains { $0.graph.everHadJackClients } && points.allSatisfy { $0.graph.jackClients == 0 && $0.clients.isEmpty }
+    }
     /// Client periods that arrived after their period was mixed, on every bus.
     public var lateClientPeriods: Int { points.reduce(0) { $0 + $1.lateTotal } }
     private var realtimeNote = ""
@@ -322,6 +325,8 @@ public final class AudioServer {
     }
 
     private func tell(_ p: MixPoint, _ events: [JackWire.Event]) {
+        // Nobody to tell when no JACK program is on the bus (players come and go on the period path).
+        guard p.graph.jackClients > 0 else { return }
         for e in events { try? p.socket.send(JackWire.encode(.jackEvent, index: 0, e), nonBlocking: true) }
     }
 
@@ -410,7 +415,7 @@ public final class AudioServer {
             // ALSA players are JACK clients too (alsa-NODE), reported above with what they sent.
             let jack = p.graph.clients.filter { !$0.value.player }
             for (id, c) in jack { r["client \(id)"] = "JACK \(c.name): \(c.active ? "active" : "inactive"), processed \(c.processed), late \(c.late)" }
-            if !jack.isEmpty {
+            if !jack.isEmpty || p.graph.everHadJackClients {
                 r["jack"] = "\(jack.count) client(s), \(p.graph.ports.count) ports, \(p.jackLatePeriods) late periods (\(p.jackLate) client periods missed)"
             }
             if p.rejected > 0 { r["rejected"] = "\(p.rejected)" }

@@ -176,8 +176,10 @@ final class JackGraph {
         }
         guard wanted.utf8.count < JackWire.clientNameSize else { return (.failure("client name too long", status: JackWire.Status.failure | JackWire.Status.invalidOption), []) }
         let taken = Set(clients.values.map(\.name)).union(["system"])
+        // alsa-NODE is what an ALSA player is called: a JACK program's client never takes such a name.
+        func isPlayerName(_ n: String) -> Bool { n.hasPrefix("alsa-") && !n.dropFirst(5).isEmpty && n.dropFirst(5).allSatisfy(\.isNumber) }
         var name = wanted, status: UInt32 = 0
-        if taken.contains(name) {
+        if taken.contains(name) || isPlayerName(name) {
             if r.exact == true { return (.failure("client name \(wanted) is in use", status: JackWire.Status.failure | JackWire.Status.nameNotUnique), []) }
             // jack2's way: NAME-01, NAME-02, ...
             // jack2's way: NAME-01, NAME-02, ... (the name shortened to leave room for the number).

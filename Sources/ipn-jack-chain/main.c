@@ -1,14 +1,22 @@
 // ipn-jack-chain N SECONDS: the benchmark's JACK client chain, for any JACK server (jackd2, PipeWire's JACK
 // layer, or jackd-ipn under ipn-jack): N clients in this process, each copying its input to its output, wired
 // system:capture_1 -> chain1 -> ... -> chainN -> system:playback_1. It runs SECONDS, then prints one line:
-//   cycles C xruns X period P rate R
-// (C: process calls of the last client; X: xrun callbacks the server sent). Linked against libjack.so.0.
+//   cycles C xruns X period P rate R cpu S
+// (C: process calls of the last client; X: xrun callbacks the server sent; S: this process's CPU seconds in
+// that time, start-up and teardown left out). Linked against libjack.so.0.
 #include <jack/jack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+
+static double cpu_seconds(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 typedef struct { jack_port_t *in, *out; atomic_long cycles; } link_t;
 static atomic_long xruns;
@@ -44,9 +52,11 @@ int main(int argc, char **argv) {
         if (jack_connect(clients[i], jack_port_name(links[i - 1].out), jack_port_name(links[i].in))) { fprintf(stderr, "ipn-jack-chain: cannot chain\n"); return 1; }
     if (jack_connect(clients[n - 1], jack_port_name(links[n - 1].out), "system:playback_1")) { fprintf(stderr, "ipn-jack-chain: cannot connect the playback\n"); return 1; }
     long before = atomic_load(&links[n - 1].cycles), xbefore = atomic_load(&xruns);
+    double cpu = cpu_seconds();
     usleep((useconds_t)(seconds * 1e6));
     long cycles = atomic_load(&links[n - 1].cycles) - before, x = atomic_load(&xruns) - xbefore;
-    printf("cycles %ld xruns %ld period %u rate %u\n", cycles, x, jack_get_buffer_size(clients[0]), jack_get_sample_rate(clients[0]));
+    cpu = cpu_seconds() - cpu;
+    printf("cycles %ld xruns %ld period %u rate %u cpu %.6f\n", cycles, x, jack_get_buffer_size(clients[0]), jack_get_sample_rate(clients[0]), cpu);
     fflush(stdout);
     for (int i = n - 1; i >= 0; i--) { jack_deactivate(clients[i]); jack_client_close(clients[i]); }
     return 0;

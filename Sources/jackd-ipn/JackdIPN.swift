@@ -80,7 +80,14 @@ struct Serve: ParsableCommand {
         let say = { (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         do {
             let server = try AudioServer(s, report: say)
-            try server.run { StopSignal.requested || (temporary && server.jackClientsGone) }
+            // --temporary: once every client has gone and none came for a second (a program that probes the
+            // server, then another that opens, must not find it gone in between).
+            var idleSince: UInt64?
+            try server.run {
+                guard temporary else { return StopSignal.requested }
+                if server.jackClientsGone { idleSince = idleSince ?? DispatchTime.now().uptimeNanoseconds } else { idleSince = nil }
+                return StopSignal.requested || idleSince.map { DispatchTime.now().uptimeNanoseconds - $0 > 1_000_000_000 } ?? false
+            }
             say("jackd-ipn: stopped after \(server.index) periods, \(server.serverXruns) server xruns")
         } catch {
             say("jackd-ipn: \(error)")

@@ -15,12 +15,18 @@ final class JackClientTests: AudioScriptTestCase {
     /// private library directory is in the test's XDG_RUNTIME_DIR. `waitconn A B`: `jack_lsp -c` shows A
     /// connected to B.
     func jack(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
-        try await script("""
+        try await ranToItsEnd(script("""
             export XDG_RUNTIME_DIR='\(dir)' JACK_DEFAULT_SERVER="$BUS"
             waitconn() { i=0; until ipn-jack jack_lsp -c 2>/dev/null | grep -A1 -x "$1" | grep -qx "   $2"; do i=$((i+1)); [ $i -gt 1200 ] && { echo "$1 never connected to $2"; return 1; }; sleep 0.025; done; }
             \(startServer())
             \(body)
-            """, timeout: timeout)
+            """, timeout: timeout))
+    }
+
+    /// A scenario cut short by its timeout fails the test, whatever it printed.
+    func ranToItsEnd(_ r: TestSupport.Outcome, line: UInt = #line) -> TestSupport.Outcome {
+        XCTAssertEqual(r.exitCode, 0, "the scenario ran to its end: \(r)", line: line)
+        return r
     }
 
     func testJackLspListsTheCardsPortsWithPropertiesTypesAndLatencyAsJackd2Does() async throws {
@@ -54,8 +60,8 @@ final class JackClientTests: AudioScriptTestCase {
             ipn-jack jack_connect jack_simple_client:output1 system:playback_2 || echo "jack_connect failed"
             arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 2 swapped.wav || echo "arecord failed"
             ipn-jack jack_lsp -c > connections.txt
-            kill -INT $simple; wait $simple
             jackd-ipn stat "$BUS" > stat.txt
+            kill -INT $simple; wait $simple
             kill $server; wait $server
             """)
         XCTAssertEqual(r.standardOutput, "", "\(r)")
@@ -111,10 +117,10 @@ final class JackClientTests: AudioScriptTestCase {
 
     func testWithoutAServerJackProgramsAreToldWhy() async throws {
         try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
-        let r = try await script("""
+        let r = try await ranToItsEnd(script("""
             export XDG_RUNTIME_DIR='\(dir)/run'
             ipn-jack jack_lsp > lsp.txt 2> lsp.err; echo "jack_lsp $?"
-            """)
+            """))
         XCTAssertEqual(r.standardOutput, "jack_lsp 1\n", "\(r)")
         XCTAssertTrue(file("lsp.err").contains("JACK server \"default\" is not running (no bus at \(dir)/run/jack-ipn/default): start one with jackd-ipn\n"),
                       file("lsp.err"))
@@ -126,14 +132,14 @@ final class JackClientTests: AudioScriptTestCase {
     func testTheDefaultServerIsFoundLikeJackdAndAnotherUsersDirectoryIsRefused() async throws {
         try FileManager.default.createDirectory(atPath: dir + "/hostile/jack-ipn", withIntermediateDirectories: true)
         XCTAssertEqual(chown(dir + "/hostile/jack-ipn", 65534, 65534), 0)
-        let r = try await script("""
+        let r = try await ranToItsEnd(script("""
             export XDG_RUNTIME_DIR='\(dir)'
             jackd-ipn --no-realtime > default.log 2>&1 &
             server=$!
             i=0; until ipn-jack jack_lsp > lsp.txt 2>/dev/null; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no default server"; break; }; sleep 0.025; done
             XDG_RUNTIME_DIR='\(dir)/hostile' ipn-jack jack_lsp > /dev/null 2> hostile.err; echo "hostile $?"
             kill $server; wait $server
-            """)
+            """))
         XCTAssertEqual(r.standardOutput, "hostile 1\n", "\(r)")
         XCTAssertTrue(file("default.log").contains("serving \(dir)/jack-ipn/default"), file("default.log"))
         XCTAssertEqual(file("lsp.txt"), "system:capture_1\nsystem:capture_2\nsystem:playback_1\nsystem:playback_2\n")
@@ -271,16 +277,17 @@ final class JackClientTests: AudioScriptTestCase {
     /// ends with its last JACK client.
     func testAProgramStartsTheServerAsJackDoesAndItEndsWithTheLastClient() async throws {
         try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
-        let r = try await script("""
+        let r = try await ranToItsEnd(script("""
             export XDG_RUNTIME_DIR='\(dir)/run'
             ipn-jack jack_simple_client > simple.log 2>&1 &
             simple=$!
             i=0; until ipn-jack jack_lsp -c 2>/dev/null | grep -qx '   jack_simple_client:output1'; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no server was started"; break; }; sleep 0.025; done
             pgrep -f 'jackd-ipn --temporary -n default' > /dev/null || echo "no temporary server"
             kill -INT $simple; wait $simple
-            i=0; while ipn-jack jack_lsp > /dev/null 2>&1; do i=$((i+1)); [ $i -gt 1200 ] && { echo "the server outlived its last client"; break; }; sleep 0.025; done
-            i=0; while pgrep -f 'jackd-ipn --temporary -n default' > /dev/null; do i=$((i+1)); [ $i -gt 1200 ] && { echo "jackd-ipn still runs"; break; }; sleep 0.025; done
-            """)
+            # (Watched from outside: a JACK client polling it would keep it, as it would keep jackd -T.)
+            i=0; while pgrep -f 'jackd-ipn --temporary -n default' > /dev/null; do i=$((i+1)); [ $i -gt 1200 ] && { echo "jackd-ipn outlived its last client"; break; }; sleep 0.025; done
+            if ipn-jack jack_lsp > /dev/null 2>&1; then echo "the server still answers"; fi
+            """))
         XCTAssertEqual(r.standardOutput, "", "\(r)")
         XCTAssertTrue(file("simple.log").contains("JACK server started"), "jack_simple_client's words on JackServerStarted: \(file("simple.log"))")
     }
