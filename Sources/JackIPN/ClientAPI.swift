@@ -78,7 +78,7 @@ public func ipnjack_set_freewheel(_ c: OpaquePointer?, _ onoff: Int32) -> Int32 
 
 @_cdecl("jack_set_process_callback")
 public func ipnjack_set_process_callback(_ c: OpaquePointer?, _ cb: JackProcessCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
+    guard let cl = client(c), !cl.active, cl.processThread == nil else { return -1 }
     cl.process = cb.map { ($0, arg) }
     return 0
 }

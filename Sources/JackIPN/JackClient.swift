@@ -44,6 +44,12 @@ final class JackClient: @unchecked Sendable {
     var xrun: (JackXRunCallback, UnsafeMutableRawPointer?)?
     var threadInit: (JackThreadInitCallback, UnsafeMutableRawPointer?)?
     var latency: (JackLatencyCallback, UnsafeMutableRawPointer?)?
+    /// A program's own process loop (jack_set_process_thread: it calls jack_cycle_wait and jack_cycle_signal).
+    var processThread: (JackThreadCallback, UnsafeMutableRawPointer?)?
+    /// Our thread only: the period jack_cycle_wait handed out, not yet signalled; whether the loop runs.
+    private var cycle: AudioBusMessage.Header?
+    private var inCycleWait = false
+    private var threadStarted = false
     private(set) var active = false
 
     enum OpenFailure: Error { case status(UInt32, String) }
@@ -190,7 +196,11 @@ final class JackClient: @unchecked Sendable {
 
     func register(_ short: String, type: String, flags: UInt32) -> JackPort? {
         var r = JackWire.Request(op: "register"); r.name = short; r.type = type; r.flags = flags
-        guard let info = ask(r)?.port else { return nil }
+        let reply = ask(r)
+        guard let info = reply?.port else {
+            JackLog.error("cannot register port \"\(short)\": \(reply?.error ?? "the server did not answer")")
+            return nil
+        }
         let p = JackPort(info: info, client: self, frames: period)
         lock.lock(); ports[info.name] = p; mineStorage.append(p); lock.unlock()
         return p
@@ -244,7 +254,7 @@ final class JackClient: @unchecked Sendable {
     }
 
     func activate() -> Int32 {
-        var r = JackWire.Request(op: "activate"); r.processes = process != nil
+        var r = JackWire.Request(op: "activate"); r.processes = process != nil || processThread != nil
         guard let reply = ask(r), reply.error == nil else { return -1 }
         lock.lock(); active = true; lock.unlock()
         return 0
@@ -283,6 +293,15 @@ final class JackClient: @unchecked Sendable {
         while true {
             lock.lock(); let go = running; lock.unlock()
             guard go else { return }
+            if let (loop, arg) = processThread, isActive, !threadStarted {
+                // The program's own process loop runs here, on our thread; it reads the bus in jack_cycle_wait.
+                threadStarted = true
+                realtime = true
+                Self.becomeRealtime()
+                if let (cb, arg) = threadInit { cb(arg) }
+                _ = loop(arg)
+                continue
+            }
             let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime, nested: false) } }
             if case .failure = result {
                 lostServer("the JACK server's bus \(bus) is gone")
@@ -297,6 +316,11 @@ final class JackClient: @unchecked Sendable {
     private func take(_ view: MessageView, realtime: inout Bool, nested: Bool) {
         guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { return }
         switch h.kind {
+        case .process where inCycleWait && !nested:
+            // jack_cycle_wait: the inputs in, and the period handed to the program's loop.
+            guard Int(h.frames) == period else { return }
+            receiveInputs(h, view.bytes)
+            cycle = h
         case .process:
             if !realtime {
                 realtime = true
@@ -324,13 +348,61 @@ final class JackClient: @unchecked Sendable {
     private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer, silent: Bool) {
         let frames = Int(h.frames)
         guard frames == period else { return }
+        receiveInputs(h, bytes)
+        var result: Int32 = 0
+        if !silent, let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
+        sendOutputs(h, silent: silent)
+        if result != 0 {
+            // JACK: a non-zero return deactivates the client (it is not shut down).
+            JackLog.error("\(name): the process callback returned \(result); the client is deactivated")
+            lock.lock(); active = false; lock.unlock()
+            _ = tell(JackWire.Request(op: "deactivate"))
+        }
+    }
+
+    /// jack_cycle_wait: our thread reads the bus until the server's next process call (answering requests
+    /// and telling events meanwhile); its frames, its inputs in the ports. When the client is closing or the
+    /// server is gone, the program's loop ends here, as with jack2 (the thread exits).
+    func cycleWait() -> jack_nframes_t {
+        guard onOwnThread else { return 0 }
+        inCycleWait = true
+        defer { inCycleWait = false }
+        var realtime = true
+        cycle = nil
+        while true {
+            lock.lock(); let go = running && !shutDown; lock.unlock()
+            guard go else {
+                socket.close()
+                pthread_exit(nil)
+            }
+            while !pendingEvents.isEmpty { notify(pendingEvents.removeFirst()) }
+            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime, nested: false) } }
+            if case .failure = result { lostServer("the JACK server's bus \(bus) is gone") }
+            if let c = cycle { return jack_nframes_t(c.frames) }
+        }
+    }
+
+    /// jack_cycle_signal: the outputs of the period jack_cycle_wait gave; a non-zero status ends the client's
+    /// processing (it is deactivated).
+    func cycleSignal(_ status: Int32) {
+        guard onOwnThread, let c = cycle else { return }
+        cycle = nil
+        sendOutputs(c, silent: false)
+        if status != 0 {
+            lock.lock(); active = false; lock.unlock()
+            _ = tell(JackWire.Request(op: "deactivate"))
+        }
+    }
+
+    private func receiveInputs(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer) {
+        let frames = Int(h.frames)
         frameClock.started(period: h.index, frames: frames, rate: rate, transport: JackWire.readTransport(bytes, at: h.size))
-        var inputs = 0, outputs = 0
+        var inputs = 0
         lock.lock()
         let ports = mineStorage
         lock.unlock()
         for p in ports {
-            guard p.isInput else { outputs += 1; continue }
+            guard p.isInput else { continue }
             defer { inputs += 1 }
             let slot = UnsafeRawBufferPointer(start: bytes.baseAddress! + AudioBusMessage.headerSize + inputs * frames * 4, count: frames * 4)
             if inputs >= Int(h.channels) {
@@ -344,8 +416,14 @@ final class JackClient: @unchecked Sendable {
                 }
             }
         }
-        var result: Int32 = 0
-        if !silent, let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
+    }
+
+    private func sendOutputs(_ h: AudioBusMessage.Header, silent: Bool) {
+        let frames = Int(h.frames)
+        lock.lock()
+        let ports = mineStorage
+        lock.unlock()
+        let outputs = ports.reduce(0) { $0 + ($1.isInput ? 0 : 1) }
         let out = AudioBusMessage.Header(kind: .processed, index: h.index, rate: h.rate, channels: UInt16(outputs), frames: h.frames)
         sendLock.lock()
         _ = try? socket.send(length: out.size, nonBlocking: true) { o in
@@ -368,12 +446,6 @@ final class JackClient: @unchecked Sendable {
             }
         }
         sendLock.unlock()
-        if result != 0 {
-            // JACK: a non-zero return deactivates the client (it is not shut down).
-            JackLog.error("\(name): the process callback returned \(result); the client is deactivated")
-            lock.lock(); active = false; lock.unlock()
-            _ = tell(JackWire.Request(op: "deactivate"))
-        }
     }
 
     private func notify(_ e: JackWire.Event) {

@@ -45,24 +45,20 @@ public func ipnjack_port_type_get_buffer_size(_ c: OpaquePointer?, _ type: Unsaf
     (client(c)?.period ?? 0) * 4
 }
 
-// A client that runs its own process loop instead of a process callback. Not there yet: it is refused at
-// once, so the program can fall back to a process callback.
+// A client that runs its own process loop (Ardour does): our thread runs it once active, and in it the
+// program waits for each period with jack_cycle_wait and hands it back with jack_cycle_signal.
 @_cdecl("jack_set_process_thread")
 public func ipnjack_set_process_thread(_ c: OpaquePointer?, _ cb: JackThreadCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    JackLog.notImplemented("jack_set_process_thread")
-    return -1
-}
-
-@_cdecl("jack_cycle_wait")
-public func ipnjack_cycle_wait(_ c: OpaquePointer?) -> jack_nframes_t {
-    JackLog.notImplemented("jack_cycle_wait")
+    guard let cl = client(c), !cl.active, cl.process == nil else { return -1 }  // one or the other, before activation
+    cl.processThread = cb.map { ($0, arg) }
     return 0
 }
 
+@_cdecl("jack_cycle_wait")
+public func ipnjack_cycle_wait(_ c: OpaquePointer?) -> jack_nframes_t { client(c)?.cycleWait() ?? 0 }
+
 @_cdecl("jack_cycle_signal")
-public func ipnjack_cycle_signal(_ c: OpaquePointer?, _ status: Int32) {
-    JackLog.notImplemented("jack_cycle_signal")
-}
+public func ipnjack_cycle_signal(_ c: OpaquePointer?, _ status: Int32) { client(c)?.cycleSignal(status) }
 
 @_cdecl("jack_thread_wait")
 public func ipnjack_thread_wait(_ c: OpaquePointer?, _ status: Int32) -> jack_nframes_t {
