@@ -132,8 +132,30 @@ public enum TestSupport {
                 return Result<T, any Error>.failure(error)
             }
         }
-        let value = try r.closureResult.get()
-        return (value, outcome(r.terminationStatus, r.standardOutput, r.standardError))
+        let out = outcome(r.terminationStatus, r.standardOutput, r.standardError)
+        switch r.closureResult {
+        case .success(let value): return (value, out)
+        // What the product said is the clue to why the test's wait failed: it goes with the error.
+        case .failure(let error): throw FailedWhileRunning(error: error, product: product, outcome: out)
+        }
+    }
+
+    /// A process's state as /proc says it ("R (running)", "S (sleeping)", "Z (zombie)"), or "gone".
+    public static func processState(_ pid: Int32) -> String {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("State:") }) else { return "gone" }
+        return line.dropFirst(6).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// A test's wait or check failed while a product ran: the failure, and what the product said.
+    public struct FailedWhileRunning: Error, CustomStringConvertible {
+        public var error: any Error
+        public var product: String
+        public var outcome: Outcome
+        public var description: String {
+            "\(error)\n\(product) (killed or ended): exit \(outcome.exitCode.map(String.init) ?? "-") signal \(outcome.signal.map(String.init) ?? "-")"
+                + "\nits stdout (end): \(outcome.standardOutput.suffix(2000))\nits stderr (end): \(outcome.standardError.suffix(2000))"
+        }
     }
 
     /// What a test waited for and did not see within its limit. Thrown by `waitUntil`, so the test

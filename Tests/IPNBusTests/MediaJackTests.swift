@@ -163,7 +163,7 @@ final class MediaJackTests: DirectoryTestCase {
                     let (record, _) = try await TestSupport.with("mediajack", ["publish", "test:video", bus, "--encode", "h264", "--preset", "ultrafast",
                                                                                "--fps", "10", "--gop", "\(gop)", "--frames", "\(gop + 30)"], timeout: 300) { publisher in
                         try await TestSupport.waitUntil("the publisher (gop \(gop)) has sent \(gop * 9 / 10) frames", seconds: 240,
-                                                        lastSeen: { "\(Self.node(bus, publisher).map { "\($0.sentMessages) sent" } ?? "not on the bus")" }) {
+                                                        lastSeen: { "\(Self.node(bus, publisher).map { "\($0.sentMessages) sent" } ?? "not on the bus"), process \(TestSupport.processState(publisher))" }) {
                             (Self.node(bus, publisher)?.sentMessages ?? 0) >= UInt64(gop * 9 / 10)
                         }
                         // Held still while the recorder joins, so that it joins mid-GOP however slow the machine (on
