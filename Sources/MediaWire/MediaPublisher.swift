@@ -130,8 +130,13 @@ public final class MediaPublisher {
         try sendReplays()
     }
 
-    /// Ends a stream (consumers finalise their files).
+    /// Ends a stream (consumers finalise their files). A late joiner still being replayed this stream's GOP gets
+    /// the rest of its replay first, at the replay's pace: ended at once, it would lose the GOP's tail.
     public func endStream(_ stream: UInt32) throws(IPNError) {
+        while sessions.contains(where: { $0.stream == stream }) {
+            try sendReplays()
+            if sessions.contains(where: { $0.stream == stream }) { usleep(UInt32(Self.replayInterval / 1000)) }
+        }
         try socket.send(MediaMessage.encodeEndOfStream(stream: stream, epoch: epoch))
         descriptions[stream] = nil
         gop[stream] = nil

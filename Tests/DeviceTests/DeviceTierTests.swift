@@ -293,7 +293,15 @@ final class DeviceTierTests: XCTestCase {
             // The publisher publishes until the readers are done: a barcode in every picture but the first ones
             // (a reader may open while the webcam still waits for the first keyframe).
             XCTAssertGreaterThanOrEqual(read.count, count - 3, "\(reader): the test picture's frame number in each: \(numbers)")
-            XCTAssertEqual(read, read.sorted(), "\(reader): never backwards")
+            // v4l2loopback 0.12.7 hands an mmap reader that starts mid-stream buffers regardless of which it has
+            // queued (v4l2loopback issues 60, 304): on a loaded machine its first pictures can repeat one or be one
+            // older (GStreamer under two CPU hogs read 369, 368, 369, 370, ...). From the fourth picture on: never
+            // backwards; before it, at most one frame back.
+            let settled = Array(read.dropFirst(3))
+            XCTAssertEqual(settled, settled.sorted(), "\(reader): never backwards: \(read)")
+            for (a, b) in zip(read.prefix(4), read.prefix(4).dropFirst()) {
+                XCTAssertGreaterThanOrEqual(Int(b) + 1, Int(a), "\(reader): at most one frame back as it starts: \(read)")
+            }
             XCTAssertGreaterThan((read.last ?? 0), (read.first ?? 0), "\(reader): the picture advances: \(read)")
         }
         XCTAssertTrue(r.text("webcam.log").contains("wrote "), r.text("webcam.log"))
