@@ -47,6 +47,9 @@ public final class ViewerWindow {
         guard env["DISPLAY"] != nil || env["WAYLAND_DISPLAY"] != nil || env["SDL_VIDEODRIVER"] != nil else {
             throw .unsupported("no display to open a window on: DISPLAY and WAYLAND_DISPLAY are not set (on a machine without a screen use `mediajack serve` and a browser, or `mediajack record`)")
         }
+        // SIGINT and SIGTERM stay the program's: SDL would otherwise catch them when they have their default
+        // action, and turn them into a quit event nothing reads while SDL waits for the window to be mapped.
+        _ = SDL_SetHint(SDL_HINT_NO_SIGNAL_HANDLERS, "1")
         guard SDL_Init(UInt32(SDL_INIT_VIDEO)) == 0 else {
             throw .unsupported("cannot open a window: \(String(cString: SDL_GetError())) (set DISPLAY or WAYLAND_DISPLAY; on a machine without a screen use `mediajack serve` and a browser)")
         }

@@ -38,11 +38,18 @@ struct View: ParsableCommand {
     }
 
     func run() throws {
-        installStopHandlers()
         PolicyRegistry.register(MediaPolicy.self)
         let say: @Sendable (String) -> Void = { FileHandle.standardError.write(Data("mediajack: \($0)\n".utf8)) }
         do {
+            // SDL waits until the window manager maps the window, with no time limit. Until the window is up,
+            // Ctrl-C and SIGTERM keep their default action (nothing to save yet), and a wait of more than 5 s is said.
+            let slowWindow = DispatchWorkItem {
+                say("the window is not shown yet: waiting for the window manager to map it (Ctrl-C ends)")
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 5, execute: slowWindow)
             let window = try ViewerWindow(title: "mediajack view \(bus)", fullscreen: fullscreen, report: say)
+            slowWindow.cancel()
+            installStopHandlers()
             // Started before its bus, the window is up at once and says it waits ("waiting for a bus").
             let path = bus
             let waiting: (@Sendable () -> Void)? = noWait ? nil : { @Sendable in say("waiting for a bus at \(path) (--no-wait to fail instead)") }

@@ -76,6 +76,10 @@ final class ViewerTests: MediaScriptTestCase {
         let r = try await script("""
             \(xserver)
             openbox > openbox.log 2>&1 &
+            # As on a desktop, the window manager runs before the viewer starts: SDL waits for its window to be
+            # mapped, and a window mapped while openbox is still starting up may never be (CI once waited 30 s).
+            i=0; until xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q 'window id'; do
+              i=$((i+1)); [ $i -gt 600 ] && { echo "openbox never started"; cat openbox.log; exit 1; }; sleep 0.05; done
             # size WxH: until the viewer's window has that size.
             size() { i=0; until xwininfo -name 'mediajack view bus' 2>/dev/null | tr -d ' ' | grep -q "^Width:${1%x*}$"; do
               i=$((i+1)); [ $i -gt 600 ] && { xwininfo -name 'mediajack view bus'; return 1; }; sleep 0.05; done
@@ -97,7 +101,7 @@ final class ViewerTests: MediaScriptTestCase {
             i=0; while kill -0 $viewer 2>/dev/null; do i=$((i+1)); [ $i -gt 600 ] && { echo "q did not quit"; exit 1; }; sleep 0.05; done
             wait $viewer; echo "viewer exit $?"
             """, timeout: 60)
-        XCTAssertEqual(r.exitCode, 0, "\(r)\n\(file("view.err"))")
+        XCTAssertEqual(r.exitCode, 0, "\(r)\nview.err:\n\(file("view.err"))\nopenbox.log:\n\(file("openbox.log"))")
         XCTAssertTrue(r.standardOutput.contains("viewer exit 0"), "q quits cleanly: \(r.standardOutput)")
         XCTAssertTrue(r.standardOutput.contains("fullscreen covers the screen"), r.standardOutput)
         XCTAssertTrue(r.standardOutput.contains("windowed again"), r.standardOutput)
@@ -162,6 +166,23 @@ final class ViewerTests: MediaScriptTestCase {
         waitfor serve.out 'serving' || exit 1
         url=$(sed -n 's/.* on \\(http:[^ ]*\\)$/\\1/p' serve.out)
         """
+    }
+
+    func testAViewerWhoseWindowIsNeverShownSaysSoAndEndsOnSIGTERM() async throws {
+        try requireTools(["Xvfb", "python3"])
+        // SDL waits, without a time limit, for the window manager to map the window. Under one that never does
+        // (a hung desktop), the viewer says why nothing appears, and Ctrl-C or SIGTERM still end it.
+        let r = try await script("""
+            \(xserver)
+            /usr/bin/python3 \(Self.repository)/Tests/tools/window-manager-that-never-maps.py > wm.log 2>&1 &
+            waitfor wm.log managing 10 || { cat wm.log; exit 1; }
+            mediajack view bus > view.out 2> view.err &
+            viewer=$!
+            waitfor view.err 'not shown yet' || exit 1
+            kill -TERM $viewer; wait $viewer; echo "viewer exit $?"
+            """, timeout: 60)
+        XCTAssertTrue(r.standardOutput.contains("viewer exit 143"), "SIGTERM ends it (128 + 15): \(r)\n\(file("view.err"))")
+        XCTAssertTrue(file("view.err").contains("waiting for the window manager to map it"), file("view.err"))
     }
 
     func testViewersSayWhatIsMissing() async throws {
