@@ -128,6 +128,20 @@ public func ipnjack_set_xrun_callback(_ c: OpaquePointer?, _ cb: JackXRunCallbac
     return 0
 }
 
+/// Ports are never renamed on jackd-ipn (jack_port_rename fails), so the callback is accepted and never called.
+@_cdecl("jack_set_port_rename_callback")
+public func ipnjack_set_port_rename_callback(_ c: OpaquePointer?, _ cb: JackPortRenameCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    guard let cl = client(c), !cl.active else { return -1 }
+    return 0
+}
+
+/// jackd-ipn keeps no metadata (jack/metadata.h's setters are not provided), so no property ever changes: the callback is accepted and never called.
+@_cdecl("jack_set_property_change_callback")
+public func ipnjack_set_property_change_callback(_ c: OpaquePointer?, _ cb: JackPropertyChangeCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    guard client(c) != nil else { return -1 }
+    return 0
+}
+
 @_cdecl("jack_set_thread_init_callback")
 public func ipnjack_set_thread_init_callback(_ c: OpaquePointer?, _ cb: JackThreadInitCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     guard let cl = client(c), !cl.active else { return -1 }

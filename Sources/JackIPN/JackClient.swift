@@ -228,6 +228,18 @@ final class JackClient: @unchecked Sendable {
         return p
     }
 
+    /// Adds or removes an alias of `port` (the server keeps them and tells every client).
+    func alias(_ port: JackPort, _ alias: String, set: Bool) -> Int32 {
+        var r = JackWire.Request(op: "alias"); r.name = port.info.name; r.destination = alias; r.flags = set ? 1 : 0
+        guard let reply = ask(r) else { return -1 }
+        guard reply.error == nil, let info = reply.port else {
+            JackLog.error("cannot \(set ? "set" : "unset") alias \"\(alias)\" of \(port.info.name): \(reply.error ?? "no answer")")
+            return -1
+        }
+        port.aliases = info.aliases
+        return 0
+    }
+
     func port(id: UInt32) -> JackPort? {
         lock.lock(); defer { lock.unlock() }
         return ports.values.first { $0.info.id == id }
@@ -465,8 +477,18 @@ final class JackClient: @unchecked Sendable {
         case "connected", "disconnected":
             guard let a = e.sourceID, let b = e.destinationID else { return }
             if let (cb, arg) = portConnect { cb(a, b, e.event == "connected" ? 1 : 0, arg) }
+        case "aliased":
+            guard let info = e.port else { return }
+            lock.lock(); let known = ports[info.name]; lock.unlock()
+            if let known, known.info.id == info.id { known.aliases = info.aliases }
+        case "client-registered", "client-unregistered":
+            // JACK tells a client of the others, not of itself.
+            guard let other = e.client, other != name, let (cb, arg) = clientRegistration else { return }
+            other.withCString { cb($0, e.event == "client-registered" ? 1 : 0, arg) }
         case "graph":
             if let (cb, arg) = graphOrder { _ = cb(arg) }
+        case "xrun":
+            if let (cb, arg) = xrun { _ = cb(arg) }
         default:
             break
         }

@@ -15,11 +15,19 @@ final class JackPort: @unchecked Sendable {
     let cName: UnsafeMutablePointer<CChar>
     let cShortName: UnsafeMutablePointer<CChar>
     let cType: UnsafeMutablePointer<CChar>
+    /// Its aliases (at most two, as JACK): set by any client, so kept up to date by the server's events.
+    var aliases: [String] {
+        get { aliasLock.lock(); defer { aliasLock.unlock() }; return aliasStorage }
+        set { aliasLock.lock(); aliasStorage = newValue; aliasLock.unlock() }
+    }
+    private var aliasStorage: [String]
+    private let aliasLock = NSLock()
     /// What jack_port_set_latency_range set (per mode: capture, playback).
     var latency: [jack_latency_range_t] = [jack_latency_range_t(min: 0, max: 0), jack_latency_range_t(min: 0, max: 0)]
 
     init(info: JackWire.PortInfo, client: JackClient, frames: Int) {
         self.info = info
+        self.aliasStorage = info.aliases
         self.client = client
         buffer = .allocate(capacity: frames)
         buffer.initialize(repeating: 0, count: frames)

@@ -131,12 +131,13 @@ public func ipnjack_port_disconnect(_ c: OpaquePointer?, _ p: OpaquePointer?) ->
 public func ipnjack_port_get_aliases(_ p: OpaquePointer?, _ aliases: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
     guard let port = JackPort.from(p), let aliases else { return 0 }
     // The caller gives two buffers of jack_port_name_size() bytes.
-    for (i, a) in port.info.aliases.prefix(2).enumerated() {
+    let known = port.aliases
+    for (i, a) in known.prefix(2).enumerated() {
         guard let dst = aliases[i] else { continue }
         _ = a.withCString { strncpy(dst, $0, JackWire.portNameSize - 1) }
         dst[JackWire.portNameSize - 1] = 0
     }
-    return Int32(min(2, port.info.aliases.count))
+    return Int32(min(2, known.count))
 }
 
 @_cdecl("jack_port_set_name")
@@ -151,12 +152,26 @@ public func ipnjack_port_rename(_ c: OpaquePointer?, _ p: OpaquePointer?, _ name
     return -1
 }
 
+/// Any client may name any port by up to two aliases (jack_lsp -A lists them; a port is found by them too).
 @_cdecl("jack_port_set_alias")
 public func ipnjack_port_set_alias(_ p: OpaquePointer?, _ alias: UnsafePointer<CChar>?) -> Int32 {
-    JackLog.notImplemented("jack_port_set_alias")
-    return -1
+    guard let port = JackPort.from(p), let alias else { return -1 }
+    return port.client.alias(port, String(cString: alias), set: true)
 }
 
+@_cdecl("jack_port_unset_alias")
+public func ipnjack_port_unset_alias(_ p: OpaquePointer?, _ alias: UnsafePointer<CChar>?) -> Int32 {
+    guard let port = JackPort.from(p), let alias else { return -1 }
+    return port.client.alias(port, String(cString: alias), set: false)
+}
+
+// Input monitoring is for ports flagged JackPortCanMonitor (a card's own monitoring); no port on jackd-ipn is.
+// As JACK's API says for such ports, a request changes nothing and the port never monitors its input.
+@_cdecl("jack_port_request_monitor_by_name")
+public func ipnjack_port_request_monitor_by_name(_ c: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ onoff: Int32) -> Int32 {
+    guard let cl = client(c), let name, cl.port(named: String(cString: name)) != nil else { return -1 }
+    return 0
+}
 @_cdecl("jack_port_request_monitor") public func ipnjack_port_request_monitor(_ p: OpaquePointer?, _ onoff: Int32) -> Int32 { 0 }
 @_cdecl("jack_port_ensure_monitor") public func ipnjack_port_ensure_monitor(_ p: OpaquePointer?, _ onoff: Int32) -> Int32 { 0 }
 @_cdecl("jack_port_monitoring_input") public func ipnjack_port_monitoring_input(_ p: OpaquePointer?) -> Int32 { 0 }
@@ -189,6 +204,9 @@ public func ipnjack_uuid_unparse(_ u: jack_uuid_t, _ buf: UnsafeMutablePointer<C
     _ = "\(u)".withCString { strncpy(buf, $0, 36) }
     buf[36] = 0
 }
+
+@_cdecl("jack_uuid_empty")
+public func ipnjack_uuid_empty(_ u: jack_uuid_t) -> Int32 { u == 0 ? 1 : 0 }
 
 @_cdecl("jack_uuid_parse")
 public func ipnjack_uuid_parse(_ s: UnsafePointer<CChar>?, _ u: UnsafeMutablePointer<jack_uuid_t>?) -> Int32 {

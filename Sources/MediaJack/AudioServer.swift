@@ -83,7 +83,10 @@ public final class AudioServer {
     /// The sum of every bus's mix, for the device output.
     private let mixAll: UnsafeMutablePointer<Float>
     public private(set) var index: UInt64 = 0
-    public private(set) var serverXruns = 0
+    public private(set) var serverXruns = 0 {
+        // The card or the clock missed periods: every JACK client's xrun callback hears it.
+        didSet { for p in points { tell(p, [JackWire.Event(event: "xrun")]) } }
+    }
     private var loadSum = 0.0, loadMax = 0.0, loadCount = 0
     /// Since start: nanoseconds of work per period (total and peak), for the benchmark.
     public private(set) var workNanoseconds: UInt64 = 0
@@ -335,7 +338,10 @@ public final class AudioServer {
     private func runGraph(_ p: MixPoint, deadline: UInt64) {
         let g = p.graph, frames = settings.period, channels = settings.channels
         let lateBefore = p.jackLate
-        defer { if p.jackLate > lateBefore { p.jackLatePeriods += 1 } }
+        defer {
+            // A client missed this period: an xrun, which every JACK client's xrun callback hears (as on jackd).
+            if p.jackLate > lateBefore { p.jackLatePeriods += 1; tell(p, [JackWire.Event(event: "xrun")]) }
+        }
         for (c, id) in g.captureIDs.enumerated() {
             guard let port = g.ports[id] else { continue }
             for f in 0..<frames { port.buffer[f] = mix[f * channels + c] }

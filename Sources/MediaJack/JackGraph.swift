@@ -119,6 +119,23 @@ final class JackGraph {
         case "unregister":
             guard let name = r.name, let p = port(named: name), p.owner == node else { return (.failure("not a port of this client"), []) }
             return (JackWire.Reply(), removePort(p))
+        case "alias":
+            // Any client may alias any port (as in jack2): `destination` added (flags 1) or removed (flags 0).
+            guard let name = r.name, let alias = r.destination, !alias.isEmpty, let p = port(named: name) else {
+                return (.failure("alias: a port and a non-empty alias"), [])
+            }
+            if r.flags == 0 {
+                guard let i = p.info.aliases.firstIndex(of: alias) else { return (.failure("\(p.info.name) has no alias \(alias)"), []) }
+                p.info.aliases.remove(at: i)
+            } else {
+                guard alias.utf8.count < JackWire.portNameSize else { return (.failure("alias too long: \(alias)"), []) }
+                guard p.info.aliases.count < 2 else { return (.failure("\(p.info.name) has two aliases already, JACK's most"), []) }
+                guard port(named: alias) == nil else { return (.failure("\(alias) already names a port"), []) }
+                p.info.aliases.append(alias)
+            }
+            var reply = JackWire.Reply(); reply.port = p.info
+            var e = JackWire.Event(event: "aliased"); e.port = p.info
+            return (reply, [e])
         case "transport":
             // start, stop, locate (to `flags`, a frame): from the next period on.
             switch r.name {
@@ -193,7 +210,7 @@ final class JackGraph {
         everHadJackClients = true
         var reply = JackWire.Reply()
         reply.name = name; reply.status = status
-        return (reply, [])
+        return (reply, [JackWire.Event(event: "client-registered", client: name)])
     }
 
     /// An ALSA plugin application that plays onto the bus appears as a JACK client `alsa-NODE` whose outputs
@@ -205,7 +222,7 @@ final class JackGraph {
         c.active = true
         c.player = true
         clients[node] = c
-        var events: [JackWire.Event] = []
+        var events = [JackWire.Event(event: "client-registered", client: c.name)]
         for ch in 1...channels {
             let p = addPort(owner: node, name: "\(c.name):out_\(ch)", type: JackWire.audioType, flags: Flag.isOutput | Flag.isTerminal)
             c.outputs.append(p.info.id)
@@ -241,7 +258,7 @@ final class JackGraph {
         var events: [JackWire.Event] = []
         for id in c.inputs + c.outputs { if let p = ports[id] { events += removePort(p) } }
         reorder()
-        return events + [JackWire.Event(event: "graph")]
+        return events + [JackWire.Event(event: "client-unregistered", client: c.name), JackWire.Event(event: "graph")]
     }
 
     private func removePort(_ p: Port) -> [JackWire.Event] {

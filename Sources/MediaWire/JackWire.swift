@@ -20,7 +20,7 @@ public enum JackWire {
     public static let clientNameSize = 65, portNameSize = 321
 
     public struct Request: Codable, Sendable {
-        /// open, close, register, unregister, activate, deactivate, connect, disconnect, ports, port, connections
+        /// open, close, register, unregister, alias, activate, deactivate, connect, disconnect, transport, ports, port, connections
         public var op: String
         public var name: String?
         public var exact: Bool?
@@ -63,15 +63,19 @@ public enum JackWire {
     }
 
     public struct Event: Codable, Sendable {
-        /// registered, unregistered, connected, disconnected, graph, shutdown
+        /// registered, unregistered (ports), aliased (a port's aliases changed), client-registered,
+        /// client-unregistered, connected, disconnected, graph, xrun, shutdown
         public var event: String
         public var port: PortInfo?
+        /// The client of client-registered and client-unregistered.
+        public var client: String?
         public var source: String?
         public var destination: String?
         public var sourceID: UInt32?
         public var destinationID: UInt32?
         public var reason: String?
         public init(event: String) { self.event = event }
+        public init(event: String, client: String) { self.event = event; self.client = client }
     }
 
     /// After a process call's ports: JACK's transport for that period (rolling 0/1, frame), little-endian UInt32s.

@@ -7,7 +7,7 @@ import XCTest
 final class JackClientTests: AudioScriptTestCase {
     override func setUpWithError() throws {
         try TestSupport.require(tools: ["/usr/bin/jack_lsp", "/usr/bin/jack_simple_client", "/usr/bin/jack_connect", "/usr/bin/jack_iodelay",
-                                        "/usr/bin/stdbuf"])
+                                        "/usr/bin/stdbuf", "/usr/bin/jack_evmon", "/usr/bin/jack_midi_latency_test"])
         try super.setUpWithError()
     }
 
@@ -156,10 +156,16 @@ final class JackClientTests: AudioScriptTestCase {
             ipn-jack jack_simple_client b > b.log 2>&1 &
             b=$!
             waitconn b:output1 system:playback_1
+            # jack_midi_latency_test counts xrun callbacks and prints them when it ends (it waits for
+            # connections of its own meanwhile, so its count is never reset).
+            ipn-jack jack_midi_latency_test > latency.log 2>&1 &
+            latency=$!
+            shows 'JACK jack_midi_latency_test: active'
             kill -STOP $a
             arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 2 others.wav || echo "arecord failed"
             i=0; until jackd-ipn stat "$BUS" | grep 'JACK jack_simple_client:' | grep -vq 'late 0$'; do i=$((i+1)); [ $i -gt 1200 ] && { echo "the stopped client was never late"; break; }; sleep 0.025; done
             jackd-ipn stat "$BUS" > stat.txt
+            kill -TERM $latency; wait $latency || echo "jack_midi_latency_test failed"
             kill -KILL $server; wait $server
             wait $b; echo "b $?"
             kill -CONT $a; wait $a; echo "a $?"
@@ -168,6 +174,62 @@ final class JackClientTests: AudioScriptTestCase {
         let others = try await samples("others.wav")
         XCTAssertEqual(Signal(others, channel: 0, of: 2, rate: 48_000).active().frequency, 240, accuracy: 1, "b plays on while a is stopped")
         XCTAssertTrue(file("stat.txt").contains("JACK b: active, processed"), file("stat.txt"))
+        // Each late period is an xrun, which every client's xrun callback hears, as on jackd.
+        let xruns = file("latency.log").split(separator: "\n").first { $0.hasPrefix("Xruns: ") }.flatMap { Int($0.dropFirst(7)) }
+        XCTAssertGreaterThan(xruns ?? 0, 0, "another client's xrun callback ran: \(file("latency.log"))")
+    }
+
+    /// jack_alias names a port twice at most; jack_lsp -A lists the aliases and a port is found by one.
+    func testAliasesNameAPortForEveryClient() async throws {
+        try TestSupport.require(tools: ["/usr/bin/jack_alias"])
+        let r = try await jack("""
+            ipn-jack jack_alias system:playback_1 speakers:left || echo "alias failed"
+            ipn-jack jack_alias system:playback_1 monitors:left || echo "second alias failed"
+            ipn-jack jack_alias system:playback_1 third 2> third.err && echo "a third alias was taken"
+            ipn-jack jack_lsp -A system:playback_1 > two.txt
+            ipn-jack jack_simple_client > a.log 2>&1 &
+            a=$!
+            waitconn jack_simple_client:output1 system:playback_1
+            ipn-jack jack_disconnect jack_simple_client:output1 speakers:left || echo "disconnect by alias failed"
+            ipn-jack jack_lsp -c jack_simple_client:output1 > disconnected.txt
+            ipn-jack jack_alias -u system:playback_1 speakers:left || echo "unset failed"
+            ipn-jack jack_lsp -A system:playback_1 > one.txt
+            kill $a; wait $a
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        XCTAssertEqual(file("two.txt"), "system:playback_1\n   speakers:left\n   monitors:left\n")
+        XCTAssertTrue(file("third.err").contains("two aliases already"), file("third.err"))
+        XCTAssertEqual(file("disconnected.txt"), "jack_simple_client:output1\n", "the alias found the port to disconnect")
+        XCTAssertEqual(file("one.txt"), "system:playback_1\n   monitors:left\n")
+    }
+
+    /// jack_evmon prints the graph's events as its callbacks hear them: a client's arrival, its ports, its
+    /// connections and the new graph order, then all of it going away when the client closes.
+    func testEvmonHearsClientsPortsAndConnectionsComeAndGo() async throws {
+        let r = try await jack("""
+            stdbuf -oL ipn-jack jack_evmon > events.log 2>&1 &
+            evmon=$!
+            shows 'JACK event-monitor: active'
+            ipn-jack jack_simple_client > a.log 2>&1 &
+            a=$!
+            waitconn jack_simple_client:output2 system:playback_2
+            kill -TERM $a; wait $a
+            i=0; until grep -q 'Client jack_simple_client unregistered' events.log; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no unregistration"; break; }; sleep 0.025; done
+            kill -TERM $evmon; wait $evmon
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        // (jack_lsp, which waitconn runs, comes and goes as client lsp; jack_evmon says "signal received" at its end.)
+        let events = file("events.log").split(separator: "\n").map(String.init).filter {
+            $0 != "Graph reordered" && !$0.hasPrefix("Client lsp") && !$0.hasPrefix("signal received")
+        }
+        // jackd-ipn numbers the card's four ports 1-4, so the client's outputs are ports 5 and 6.
+        XCTAssertEqual(events, ["Client jack_simple_client registered", "Port 5 registered", "Port 6 registered",
+                                "Ports 5 and 3 connected", "Ports 6 and 4 connected",
+                                "Ports 5 and 3 disconnected", "Port 5 unregistered", "Ports 6 and 4 disconnected", "Port 6 unregistered",
+                                "Client jack_simple_client unregistered"], file("events.log"))
+        XCTAssertTrue(file("events.log").contains("Graph reordered"), file("events.log"))
     }
 
     func testMidiseqsNotesPlayOnMidisineThroughAMidiConnection() async throws {

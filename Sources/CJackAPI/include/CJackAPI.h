@@ -7,6 +7,7 @@
 #include <jack/uuid.h>
 #include <jack/thread.h>
 #include <jack/statistics.h>
+#include <jack/metadata.h>
 
 /// The file this library was loaded from (dladdr), or NULL: where jackd-ipn is, to start a server.
 const char *ipnjack_library_path(void);
