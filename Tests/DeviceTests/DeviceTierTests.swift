@@ -235,6 +235,18 @@ final class DeviceTierTests: XCTestCase {
         XCTAssertEqual(Signal(card.right(), rate: 48_000).active().frequency, 720, accuracy: 2)
     }
 
+    func testJackMidiPlaysOnTheCardClockedServer() async throws {
+        let r = try await vm()
+        XCTAssertEqual(r.status("jmidi-connect.log"), 0, r.text("jmidi-connect.log"))
+        XCTAssertEqual(r.status("jmidi.log"), 0, r.text("jmidi.log"))
+        let notes = Signal(try await r.samples("jack-midi.wav").left(), rate: 48_000)
+        // Note 60 for half of each second (midisine: 523.25 Hz), silence for the other half.
+        XCTAssertEqual(notes.active().frequency, 523.25, accuracy: 2, r.text("jsine.log"))
+        let loud = notes.samples.filter { abs(Int($0)) > 1000 }.count
+        XCTAssertGreaterThan(loud, 48_000, "the note sounds about half of the 3 s")
+        XCTAssertLessThan(loud, 96_000, "and is off the other half: note-offs arrive on the card's clock too")
+    }
+
     // MARK: the bus as a webcam (v4l2loopback)
 
     func testTheWebcamIsACaptureDeviceWhileFedAndAnOutputOneBefore() async throws {
@@ -757,6 +769,14 @@ struct VMRun: Sendable {
         run jcard.log arecord -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 2 jack-card.wav
         pkill -INT -f 'jack_simple_client'
         waitfor 60 "jack_simple_client ended" ended jsimple.log
+        # MIDI on the card's clock: jack_midiseq's note 60 played by jack_midisine, heard from the card.
+        start jseq.log ipn-jack jack_midiseq seq 48000 0 60 24000
+        start jsine.log ipn-jack jack_midisine
+        waitfor 60 "the MIDI clients' ports are up" sh -c "ipn-jack jack_lsp | grep -qx seq:out && ipn-jack jack_lsp | grep -qx midisine:audio_out"
+        run jmidi-connect.log sh -c "ipn-jack jack_connect seq:out midisine:midi_in && ipn-jack jack_connect midisine:audio_out system:playback_1"
+        run jmidi.log arecord -D hw:Loopback,1,5 -f S16_LE -r 48000 -c 2 -d 3 jack-midi.wav
+        pkill -INT -f 'jack_midiseq seq'; pkill -INT -f 'jack_midisine'
+        waitfor 60 "the MIDI clients ended" sh -c "[ -s jseq.log.status ] && [ -s jsine.log.status ]"
         unset XDG_RUNTIME_DIR JACK_DEFAULT_SERVER
         run jackd-stat.txt jackd-ipn stat /run/jbus
         pkill -INT jackd-ipn
