@@ -4,10 +4,12 @@ import Glibc
 import IPNBus
 import MediaWire
 
-/// JACK clients on jackd-ipn (through our libjack) against jackd2 (its dummy backend), measured in the same run
-/// with the same program: `ipn-jack-chain N`, N clients copying system:capture_1 through each other to
-/// system:playback_1, every period. Per period: the CPU of the server (jackd-ipn with its bus host, or jackd)
-/// and of the clients; and the periods in which a client was late (jack2's xruns, jackd-ipn's late periods).
+/// JACK clients on jackd-ipn (through our libjack) against jackd2 (its dummy backend) and PipeWire's JACK layer
+/// (its dummy driver), measured in the same run with the same program: `ipn-jack-chain N`, N clients copying
+/// system:capture_1 through each other to system:playback_1, every period. Per period: the CPU of the server
+/// (jackd-ipn with its bus host, jackd, or pipewire) and of the clients; and the periods in which a client was
+/// late (jack2's and PipeWire's xruns, jackd-ipn's late periods). PipeWire without a session manager has no
+/// card ports: its chain's ends stay unconnected (one buffer copy less at each end).
 enum JackBench {
     /// `serverCPU` over `seconds` of wall time (the server's periods: seconds × rate / period); `clientCPU` over the
     /// chain's life, `cycles` of which its last client processed while measured.
@@ -21,20 +23,24 @@ enum JackBench {
             return
         }
         let haveJackd = access("/usr/bin/jackd", X_OK) == 0
+        let havePipeWire = access("/usr/bin/pipewire", X_OK) == 0 && access("/usr/bin/pw-jack", X_OK) == 0
         let seconds = quick ? 2.0 : 6.0
         print("")
         print(String(format: "JACK chain: system:capture_1 -> N copy clients -> system:playback_1, 48 kHz, %.0f s each, dummy clocks, SCHED_FIFO when permitted", seconds))
-        print("(CPU per period: server and its bus host over the chain's run, plus the client process over its measured seconds; late: periods in which a client missed its deadline, jack2's xruns)")
+        print("(CPU per period: server and its bus host over the chain's run, plus the client process over its measured seconds; late: periods in which a client missed its deadline, jack2's and PipeWire's xruns;")
+        print(" PipeWire without a session manager has no card ports: its chain's ends are unconnected)")
         print("   N  period  server               periods  late  server µs/period  clients µs/period  total µs   vs jackd2")
         for period in [64, 128, 256] {
             for n in [1, 4, 8] {
                 let ours = measureOurs(products: products, period: period, clients: n, seconds: seconds)
                 let theirs = haveJackd ? measureJackd2(chain: chain, period: period, clients: n, seconds: seconds) : Run(failure: "jackd2 not installed")
+                let pipewire = havePipeWire ? measurePipeWire(chain: chain, period: period, clients: n, seconds: seconds)
+                    : Run(failure: "PipeWire not installed (Debian: pipewire pipewire-jack)")
                 func perPeriod(_ r: Run) -> (server: Double, client: Double) {
                     (r.serverCPU / max(1, r.seconds * 48_000 / Double(period)) * 1e6, r.clientCPU / Double(max(1, r.cycles)) * 1e6)
                 }
                 let base: (server: Double, client: Double) = theirs.failure == nil ? perPeriod(theirs) : (0, 0)
-                for (name, r) in [("jackd-ipn + libjack", ours), ("jackd2 (dummy)", theirs)] {
+                for (name, r) in [("jackd-ipn + libjack", ours), ("jackd2 (dummy)", theirs), ("PipeWire (dummy)", pipewire)] {
                     let label = name.padding(toLength: 20, withPad: " ", startingAt: 0)
                     if let f = r.failure { print(String(format: "  %2d  %6d  ", n, period) + label + " failed: " + f); continue }
                     let cost = perPeriod(r), total = cost.server + cost.client, baseTotal = base.server + base.client
@@ -94,6 +100,25 @@ enum JackBench {
               let line = out.split(separator: "\n").first(where: { $0.contains("jack:") }),
               let r = line.range(of: "ports, ") else { return 0 }
         return Int(line[r.upperBound...].split(separator: " ").first ?? "") ?? 0
+    }
+
+    /// PipeWire's own daemon with its default configuration (its Dummy-Driver clocks the graph), in a private
+    /// runtime directory; the chain through pw-jack at the period asked (its PIPEWIRE_QUANTUM).
+    static func measurePipeWire(chain: String, period: Int, clients: Int, seconds: Double) -> Run {
+        let dir = "/tmp/ipn-bench-pipewire-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = try? FileManager.default.removeItem(atPath: dir) }
+        // env execs pipewire in its own process: the child's pid is the server's.
+        guard let server = try? Child("/usr/bin/env", ["XDG_RUNTIME_DIR=\(dir)", "/usr/bin/pipewire"], errorLog: dir + "/pipewire.log") else {
+            return Run(failure: "cannot start pipewire")
+        }
+        defer { server.stop(SIGTERM) }
+        let env = "XDG_RUNTIME_DIR=\(dir)"
+        guard ready("\(env) pw-jack jack_lsp") else { return Run(failure: "pipewire did not start") }
+        let before = WebcamBench.cpuSeconds(server.pid), t0 = ipn_monotonic_ns()
+        guard let c = runChain("env -u LD_LIBRARY_PATH \(env) pw-jack -p \(period) -s 48000 \(chain) \(clients) \(seconds) --no-system") else { return Run(failure: "the chain failed") }
+        let t1 = ipn_monotonic_ns()
+        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
     }
 
     static func measureJackd2(chain: String, period: Int, clients: Int, seconds: Double) -> Run {

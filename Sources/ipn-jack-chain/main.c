@@ -1,6 +1,8 @@
-// ipn-jack-chain N SECONDS: the benchmark's JACK client chain, for any JACK server (jackd2, PipeWire's JACK
-// layer, or jackd-ipn under ipn-jack): N clients in this process, each copying its input to its output, wired
-// system:capture_1 -> chain1 -> ... -> chainN -> system:playback_1. It runs SECONDS, then prints one line:
+// ipn-jack-chain N SECONDS [--no-system]: the benchmark's JACK client chain, for any JACK server (jackd2,
+// PipeWire's JACK layer, or jackd-ipn under ipn-jack): N clients in this process, each copying its input to its
+// output, wired system:capture_1 -> chain1 -> ... -> chainN -> system:playback_1 (with --no-system the chain's
+// ends stay unconnected: a server with no card ports, as PipeWire without a session manager). It runs
+// SECONDS, then prints one line:
 //   cycles C xruns X period P rate R cpu S
 // (C: process calls of the last client; X: xrun callbacks the server sent; S: this process's CPU seconds in
 // that time, start-up and teardown left out). Linked against libjack.so.0.
@@ -31,7 +33,8 @@ static int copy(jack_nframes_t n, void *arg) {
 static int xrun(void *arg) { (void)arg; atomic_fetch_add(&xruns, 1); return 0; }
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: ipn-jack-chain N SECONDS\n"); return 2; }
+    int system = !(argc == 4 && strcmp(argv[3], "--no-system") == 0);
+    if (argc != 3 && system) { fprintf(stderr, "usage: ipn-jack-chain N SECONDS [--no-system]\n"); return 2; }
     int n = atoi(argv[1]); double seconds = atof(argv[2]);
     if (n < 1 || n > 64 || seconds <= 0) { fprintf(stderr, "ipn-jack-chain: N is 1...64, SECONDS > 0\n"); return 2; }
     jack_client_t **clients = calloc(n, sizeof *clients);
@@ -47,10 +50,10 @@ int main(int argc, char **argv) {
         if (i == 0) jack_set_xrun_callback(clients[i], xrun, NULL);
         if (jack_activate(clients[i])) { fprintf(stderr, "ipn-jack-chain: cannot activate %s\n", name); return 1; }
     }
-    if (jack_connect(clients[0], "system:capture_1", jack_port_name(links[0].in))) { fprintf(stderr, "ipn-jack-chain: cannot connect the capture\n"); return 1; }
+    if (system && jack_connect(clients[0], "system:capture_1", jack_port_name(links[0].in))) { fprintf(stderr, "ipn-jack-chain: cannot connect the capture\n"); return 1; }
     for (int i = 1; i < n; i++)
         if (jack_connect(clients[i], jack_port_name(links[i - 1].out), jack_port_name(links[i].in))) { fprintf(stderr, "ipn-jack-chain: cannot chain\n"); return 1; }
-    if (jack_connect(clients[n - 1], jack_port_name(links[n - 1].out), "system:playback_1")) { fprintf(stderr, "ipn-jack-chain: cannot connect the playback\n"); return 1; }
+    if (system && jack_connect(clients[n - 1], jack_port_name(links[n - 1].out), "system:playback_1")) { fprintf(stderr, "ipn-jack-chain: cannot connect the playback\n"); return 1; }
     long before = atomic_load(&links[n - 1].cycles), xbefore = atomic_load(&xruns);
     double cpu = cpu_seconds();
     usleep((useconds_t)(seconds * 1e6));
