@@ -13,7 +13,11 @@ import MediaWire
 enum JackBench {
     /// `serverCPU` over `seconds` of wall time (the server's periods: seconds × rate / period); `clientCPU` over the
     /// chain's life, `cycles` of which its last client processed while measured.
-    struct Run { var cycles = 0; var late = 0; var serverCPU = 0.0; var seconds = 0.0; var clientCPU = 0.0; var failure: String? }
+    struct Run {
+        var cycles = 0; var late = 0; var serverCPU = 0.0; var seconds = 0.0; var clientCPU = 0.0; var failure: String?
+        /// With one client: what jack_iodelay measured through a connection of its output to its own input, in frames.
+        var loop: Double?
+    }
 
     static func run(quick: Bool) throws {
         let products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
@@ -30,6 +34,7 @@ enum JackBench {
         print("(CPU per period: server and its bus host over the chain's run, plus the client process over its measured seconds; late: periods in which a client missed its deadline, jack2's and PipeWire's xruns;")
         print(" PipeWire without a session manager has no card ports: its chain's ends are unconnected)")
         print("   N  period  server               periods  late  server µs/period  clients µs/period  total µs   vs jackd2")
+        var loops: [(period: Int, name: String, frames: Double?)] = []
         for period in [64, 128, 256] {
             for n in [1, 4, 8] {
                 let ours = measureOurs(products: products, period: period, clients: n, seconds: seconds)
@@ -41,6 +46,7 @@ enum JackBench {
                 }
                 let base: (server: Double, client: Double) = theirs.failure == nil ? perPeriod(theirs) : (0, 0)
                 for (name, r) in [("jackd-ipn + libjack", ours), ("jackd2 (dummy)", theirs), ("PipeWire (dummy)", pipewire)] {
+                    if n == 1 { loops.append((period, name, r.loop)) }
                     let label = name.padding(toLength: 20, withPad: " ", startingAt: 0)
                     if let f = r.failure { print(String(format: "  %2d  %6d  ", n, period) + label + " failed: " + f); continue }
                     let cost = perPeriod(r), total = cost.server + cost.client, baseTotal = base.server + base.client
@@ -49,6 +55,31 @@ enum JackBench {
                 }
             }
         }
+        print("\nJACK loop latency: jack_iodelay with its output connected to its own input (what it reports, in frames and periods;")
+        print(" 'no signal came back': jack_iodelay said 'Signal below threshold' for all of its 20 s)")
+        print("  period  server               frames  periods")
+        for l in loops {
+            let label = l.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+            print(String(format: "  %6d  ", l.period) + label + (l.frames.map { String(format: " %6.1f  %7.2f", $0, $0 / Double(l.period)) } ?? "  no signal came back"))
+        }
+    }
+
+    /// jack_iodelay run through `prefix` (what reaches the server: ipn-jack, pw-jack or an environment), its output
+    /// connected to its input; the last of five measurements, in frames.
+    static func loopLatency(_ prefix: String) -> Double? {
+        let log = "/tmp/ipn-bench-iodelay-\(getpid()).txt"
+        defer { unlink(log) }
+        let script = """
+            \(prefix) stdbuf -o0 jack_iodelay > \(log) 2>&1 & io=$!
+            i=0; until \(prefix) jack_lsp 2>/dev/null | grep -qx jack_delay:in; do i=$((i+1)); [ $i -gt 400 ] && break; sleep 0.025; done
+            \(prefix) jack_connect jack_delay:out jack_delay:in > /dev/null 2>&1
+            i=0; until [ "$(grep -c 'total roundtrip latency' \(log))" -ge 5 ]; do i=$((i+1)); [ $i -gt 800 ] && break; sleep 0.025; done
+            kill $io; wait $io
+            grep 'total roundtrip latency' \(log) | tail -1
+            """
+        // A server that passes nothing around a client's own loop: iodelay says its signal is below threshold.
+        guard let out = bashOutput(script), let first = out.split(separator: " ").first, let frames = Double(first), frames > 0 else { return nil }
+        return frames
     }
 
     /// The chain's own line: cycles, xruns, its CPU over those cycles.
@@ -90,7 +121,8 @@ enum JackBench {
         let before = WebcamBench.cpuSeconds(server.pid) + WebcamBench.cpuSeconds(host), t0 = ipn_monotonic_ns()
         guard let c = runChain("\(env) \(products)/ipn-jack \(products)/ipn-jack-chain \(clients) \(seconds)") else { return Run(failure: "the chain failed") }
         let after = WebcamBench.cpuSeconds(server.pid) + WebcamBench.cpuSeconds(host), t1 = ipn_monotonic_ns()
-        return Run(cycles: c.cycles, late: latePeriods(products, bus) - lateBefore, serverCPU: after - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
+        return Run(cycles: c.cycles, late: latePeriods(products, bus) - lateBefore, serverCPU: after - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu,
+                   loop: clients == 1 ? loopLatency("\(env) \(products)/ipn-jack") : nil)
     }
 
     /// jackd-ipn's count of periods in which a JACK client was late (its report comes once a second).
@@ -118,7 +150,8 @@ enum JackBench {
         let before = WebcamBench.cpuSeconds(server.pid), t0 = ipn_monotonic_ns()
         guard let c = runChain("env -u LD_LIBRARY_PATH \(env) pw-jack -p \(period) -s 48000 \(chain) \(clients) \(seconds) --no-system") else { return Run(failure: "the chain failed") }
         let t1 = ipn_monotonic_ns()
-        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
+        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu,
+                   loop: clients == 1 ? loopLatency("env -u LD_LIBRARY_PATH \(env) pw-jack -p \(period) -s 48000") : nil)
     }
 
     static func measureJackd2(chain: String, period: Int, clients: Int, seconds: Double) -> Run {
@@ -134,6 +167,7 @@ enum JackBench {
         // The system's libjack (jackd2's), whatever the environment says.
         guard let c = runChain("env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name) \(chain) \(clients) \(seconds)") else { return Run(failure: "the chain failed") }
         let t1 = ipn_monotonic_ns()
-        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu)
+        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu,
+                   loop: clients == 1 ? loopLatency("env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name)") : nil)
     }
 }
