@@ -76,6 +76,14 @@ public func ipnjack_set_freewheel(_ c: OpaquePointer?, _ onoff: Int32) -> Int32 
 
 // MARK: callbacks (set before jack_activate, as JACK requires)
 
+/// Keeps a callback and its argument in `slot`: before jack_activate, as JACK allows (-1 after it, or for no client).
+private func setCallback<Callback>(_ c: OpaquePointer?, _ slot: ReferenceWritableKeyPath<JackClient, (Callback, UnsafeMutableRawPointer?)?>,
+                                   _ cb: Callback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    guard let cl = client(c), !cl.active else { return -1 }
+    cl[keyPath: slot] = cb.map { ($0, arg) }
+    return 0
+}
+
 @_cdecl("jack_set_process_callback")
 public func ipnjack_set_process_callback(_ c: OpaquePointer?, _ cb: JackProcessCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
     guard let cl = client(c), !cl.active, cl.processThread == nil else { return -1 }
@@ -95,37 +103,27 @@ public func ipnjack_on_info_shutdown(_ c: OpaquePointer?, _ cb: JackInfoShutdown
 
 @_cdecl("jack_set_port_connect_callback")
 public func ipnjack_set_port_connect_callback(_ c: OpaquePointer?, _ cb: JackPortConnectCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.portConnect = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.portConnect, cb, arg)
 }
 
 @_cdecl("jack_set_port_registration_callback")
 public func ipnjack_set_port_registration_callback(_ c: OpaquePointer?, _ cb: JackPortRegistrationCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.portRegistration = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.portRegistration, cb, arg)
 }
 
 @_cdecl("jack_set_client_registration_callback")
 public func ipnjack_set_client_registration_callback(_ c: OpaquePointer?, _ cb: JackClientRegistrationCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.clientRegistration = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.clientRegistration, cb, arg)
 }
 
 @_cdecl("jack_set_graph_order_callback")
 public func ipnjack_set_graph_order_callback(_ c: OpaquePointer?, _ cb: JackGraphOrderCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.graphOrder = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.graphOrder, cb, arg)
 }
 
 @_cdecl("jack_set_xrun_callback")
 public func ipnjack_set_xrun_callback(_ c: OpaquePointer?, _ cb: JackXRunCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.xrun = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.xrun, cb, arg)
 }
 
 /// Ports are never renamed on jackd-ipn (jack_port_rename fails), so the callback is accepted and never called.
@@ -144,16 +142,12 @@ public func ipnjack_set_property_change_callback(_ c: OpaquePointer?, _ cb: Jack
 
 @_cdecl("jack_set_thread_init_callback")
 public func ipnjack_set_thread_init_callback(_ c: OpaquePointer?, _ cb: JackThreadInitCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.threadInit = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.threadInit, cb, arg)
 }
 
 @_cdecl("jack_set_latency_callback")
 public func ipnjack_set_latency_callback(_ c: OpaquePointer?, _ cb: JackLatencyCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard let cl = client(c), !cl.active else { return -1 }
-    cl.latency = cb.map { ($0, arg) }
-    return 0
+    setCallback(c, \.latency, cb, arg)
 }
 
 /// jack2 calls it at once with the current rate (jack_midisine prints it at start-up), and we do too: the

@@ -13,10 +13,11 @@ final class JackClientTests: AudioScriptTestCase {
 
     /// A scenario with JACK programs: they find the server by JACK_DEFAULT_SERVER (here the bus path), the
     /// private library directory is in the test's XDG_RUNTIME_DIR. `waitconn A B`: `jack_lsp -c` shows A
-    /// connected to B.
+    /// connected to B. `waitport P...`: `jack_lsp` lists every port P.
     func jack(_ body: String, timeout: Int = 90) async throws -> TestSupport.Outcome {
         try await ranToItsEnd(script("""
             export XDG_RUNTIME_DIR='\(dir)' JACK_DEFAULT_SERVER="$BUS"
+            waitport() { for p in "$@"; do i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx "$p"; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no port $p"; return 1; }; sleep 0.025; done; done; }
             waitconn() { i=0; until ipn-jack jack_lsp -c 2>/dev/null | grep -A1 -x "$1" | grep -qx "   $2"; do i=$((i+1)); [ $i -gt 1200 ] && { echo "$1 never connected to $2"; return 1; }; sleep 0.025; done; }
             \(startServer())
             \(body)
@@ -99,7 +100,7 @@ final class JackClientTests: AudioScriptTestCase {
         let r = try await jack("""
             stdbuf -o0 ipn-jack jack_iodelay > iodelay.txt 2>&1 &
             io=$!
-            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx jack_delay:in; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no jack_delay"; break; }; sleep 0.025; done
+            waitport jack_delay:in
             ipn-jack jack_connect jack_delay:out jack_delay:in || echo "jack_connect failed"
             i=0; until [ "$(grep -c 'total roundtrip latency' iodelay.txt)" -ge 5 ]; do i=$((i+1)); [ $i -gt 2400 ] && { echo "jack_iodelay measured nothing"; break; }; sleep 0.025; done
             kill $io; wait $io
@@ -238,7 +239,7 @@ final class JackClientTests: AudioScriptTestCase {
             seq=$!
             ipn-jack jack_midisine > sine.log 2>&1 &
             sine=$!
-            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx midisine:audio_out && ipn-jack jack_lsp | grep -qx seq:out; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no ports"; break; }; sleep 0.025; done
+            waitport midisine:audio_out seq:out
             ipn-jack jack_connect seq:out midisine:midi_in || echo "jack_connect midi failed"
             ipn-jack jack_connect midisine:audio_out system:playback_1 || echo "jack_connect audio failed"
             arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 3 notes.wav || echo "arecord failed"
@@ -260,7 +261,7 @@ final class JackClientTests: AudioScriptTestCase {
         let r = try await jack("""
             ipn-jack jack_metro -b 120 -t > metro.log 2>&1 &
             metro=$!
-            i=0; until ipn-jack jack_lsp 2>/dev/null | grep -qx metro:120_bpm; do i=$((i+1)); [ $i -gt 1200 ] && { echo "no metro"; break; }; sleep 0.025; done
+            waitport metro:120_bpm
             ipn-jack jack_connect metro:120_bpm system:playback_1 || echo "jack_connect failed"
             arecord -q -D "ipn:BUS=$BUS" -f S16_LE -r 48000 -c 2 -d 1 stopped.wav || echo "arecord failed"
             printf 'play\n' | ipn-jack jack_transport > transport.log 2>&1 || echo "jack_transport play failed"
