@@ -186,12 +186,19 @@ final class MediaJackTests: DirectoryTestCase {
                 XCTAssertEqual(record.exitCode, 0, "gop \(gop): \(record)")
                 XCTAssertTrue(record.standardOutput.contains("; 0 gaps"), "gop \(gop): nothing lost on the bus: \(record.standardOutput)")
                 let replayed = record.standardOutput.firstMatch(of: /joined mid-stream: (\d+) frames replayed/).flatMap { Int($0.1) } ?? 0
-                XCTAssertGreaterThanOrEqual(replayed, gop * 8 / 10, "gop \(gop): the cached GOP was replayed: \(record.standardOutput)")
                 let file = dir + "/gop\(gop).mkv"
                 try await assertDecodesCleanly(file)
                 let n = try await barcodes(file).compactMap { $0 }
-                XCTAssertEqual(n.first, 0, "gop \(gop): the file starts at the replayed keyframe, the first frame")
-                XCTAssertEqual(n, Array(0..<UInt32(gop + 100)), "gop \(gop): every frame from the replayed keyframe to the end, in order")
+                // The wait polls: on a starved machine (ThreadSanitizer under two CPU hogs) a publisher once went past
+                // its first GOP before it was held (gop 20 leaves 0.2 s), and the recorder joined the next GOP. What must
+                // hold either way: the file starts at the keyframe of the GOP it joined, replayed, and runs to the end.
+                let keyframe = n.first ?? .max
+                XCTAssertEqual(keyframe % UInt32(gop), 0, "gop \(gop): the file starts at a replayed keyframe: \(n.prefix(5))")
+                XCTAssertEqual(n, Array(keyframe..<UInt32(gop + 100)), "gop \(gop): every frame from the replayed keyframe to the end, in order")
+                XCTAssertGreaterThan(replayed, 0, "gop \(gop): the cached GOP was replayed: \(record.standardOutput)")
+                if keyframe == 0 {
+                    XCTAssertGreaterThanOrEqual(replayed, gop * 8 / 10, "gop \(gop): held 90 % into its GOP, most of it was replayed: \(record.standardOutput)")
+                }
             }
         }
     }
