@@ -85,7 +85,7 @@ public final class AudioServer {
     public private(set) var index: UInt64 = 0
     public private(set) var serverXruns = 0 {
         // The card or the clock missed periods: every JACK client's xrun callback hears it.
-        didSet { for p in points { tell(p, [JackWire.Event(event: "xrun")]) } }
+        didSet { for p in points { tellXrun(p) } }
     }
     private var loadSum = 0.0, loadMax = 0.0, loadCount = 0
     /// Since start: nanoseconds of work per period (total and peak), for the benchmark.
@@ -327,6 +327,15 @@ public final class AudioServer {
         }
     }
 
+    /// The xrun event, encoded once: it is sent from the period thread, which does not allocate.
+    private static let xrunMessage = JackWire.encode(.jackEvent, index: 0, JackWire.Event(event: "xrun"))
+
+    /// An xrun, told to every JACK client on the bus (their xrun callbacks run, as on jackd).
+    private func tellXrun(_ p: MixPoint) {
+        guard p.graph.jackClients > 0 else { return }
+        try? p.socket.send(Self.xrunMessage, nonBlocking: true)
+    }
+
     private func tell(_ p: MixPoint, _ events: [JackWire.Event]) {
         // Nobody to tell when no JACK program is on the bus (players come and go on the period path).
         guard p.graph.jackClients > 0 else { return }
@@ -340,7 +349,7 @@ public final class AudioServer {
         let lateBefore = p.jackLate
         defer {
             // A client missed this period: an xrun, which every JACK client's xrun callback hears (as on jackd).
-            if p.jackLate > lateBefore { p.jackLatePeriods += 1; tell(p, [JackWire.Event(event: "xrun")]) }
+            if p.jackLate > lateBefore { p.jackLatePeriods += 1; tellXrun(p) }
         }
         for (c, id) in g.captureIDs.enumerated() {
             guard let port = g.ports[id] else { continue }

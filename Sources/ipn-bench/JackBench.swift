@@ -145,13 +145,21 @@ enum JackBench {
             return Run(failure: "cannot start pipewire")
         }
         defer { server.stop(SIGTERM) }
-        let env = "XDG_RUNTIME_DIR=\(dir)"
-        guard ready("\(env) pw-jack jack_lsp") else { return Run(failure: "pipewire did not start") }
+        // The system's libjack replaced by PipeWire's, whatever the environment says; no card ports (see above).
+        return measureChain(server: server, named: "pipewire", clients: "env -u LD_LIBRARY_PATH XDG_RUNTIME_DIR=\(dir) pw-jack -p \(period) -s 48000",
+                            chain: chain + " \(clients) \(seconds) --no-system", oneClient: clients == 1)
+    }
+
+    /// The chain on a server of another project, started as `server`, reached by running programs through `prefix`:
+    /// once `prefix jack_lsp` answers, the server's CPU over the chain's run, the xruns the chain heard, and with
+    /// one client the loop latency.
+    private static func measureChain(server: Child, named: String, clients prefix: String, chain: String, oneClient: Bool) -> Run {
+        guard ready("\(prefix) jack_lsp") else { return Run(failure: "\(named) did not start") }
         let before = WebcamBench.cpuSeconds(server.pid), t0 = ipn_monotonic_ns()
-        guard let c = runChain("env -u LD_LIBRARY_PATH \(env) pw-jack -p \(period) -s 48000 \(chain) \(clients) \(seconds) --no-system") else { return Run(failure: "the chain failed") }
+        guard let c = runChain("\(prefix) \(chain)") else { return Run(failure: "the chain failed") }
         let t1 = ipn_monotonic_ns()
         return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu,
-                   loop: clients == 1 ? loopLatency("env -u LD_LIBRARY_PATH \(env) pw-jack -p \(period) -s 48000") : nil)
+                   loop: oneClient ? loopLatency(prefix) : nil)
     }
 
     static func measureJackd2(chain: String, period: Int, clients: Int, seconds: Double) -> Run {
@@ -162,12 +170,8 @@ enum JackBench {
             return Run(failure: "cannot start jackd")
         }
         defer { server.stop(SIGTERM) }
-        guard ready("JACK_DEFAULT_SERVER=\(name) jack_lsp") else { return Run(failure: "jackd did not start") }
-        let before = WebcamBench.cpuSeconds(server.pid), t0 = ipn_monotonic_ns()
         // The system's libjack (jackd2's), whatever the environment says.
-        guard let c = runChain("env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name) \(chain) \(clients) \(seconds)") else { return Run(failure: "the chain failed") }
-        let t1 = ipn_monotonic_ns()
-        return Run(cycles: c.cycles, late: c.xruns, serverCPU: WebcamBench.cpuSeconds(server.pid) - before, seconds: Double(t1 - t0) / 1e9, clientCPU: c.cpu,
-                   loop: clients == 1 ? loopLatency("env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name)") : nil)
+        return measureChain(server: server, named: "jackd", clients: "env -u LD_LIBRARY_PATH JACK_DEFAULT_SERVER=\(name)",
+                            chain: chain + " \(clients) \(seconds)", oneClient: clients == 1)
     }
 }
