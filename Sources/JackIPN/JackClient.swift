@@ -6,9 +6,13 @@ import IPNBus
 import MediaWire
 
 /// One JACK client of our libjack: a node on a jackd-ipn bus (policy parameter `mixer=jack`). Requests go
-/// to the server and wait for their answer; one thread (started at open) takes everything the server sends:
-/// answers, graph events (the program's notification callbacks run there) and, once active, each period's
-/// process call, which runs the program's process callback and sends its outputs back within the period.
+/// to the server and wait for their answer; our thread (started at open) reads what the server sends:
+/// answers, graph events and, once active, each period's process call, which runs the program's process
+/// callback and sends its outputs back within the period. While it runs the program's code, a thread waiting
+/// for an answer reads the bus instead (and hands a process call over). A second thread runs the program's notification
+/// callbacks, in the order the server told them, as jackd2's clients do: never on the process thread, so a
+/// callback that blocks (on a lock the program's main thread holds while it asks the server something)
+/// delays neither the periods nor the answers.
 ///
 /// `@unchecked Sendable`: a C program calls it from any thread. Everything mutable is behind `lock`, except
 /// what only the client's own thread touches (`inbound`) and the callbacks, which JACK requires be set
@@ -26,11 +30,12 @@ final class JackClient: @unchecked Sendable {
     private var mineStorage: [JackPort] = []
     var mine: [JackPort] { lock.lock(); defer { lock.unlock() }; return mineStorage }
     private var retired: [JackPort] = []
-    /// Events that came while a callback waited for an answer (our thread only).
+    /// Events for the notification thread, oldest first.
     private var pendingEvents: [JackWire.Event] = []
     private var running = true
     private(set) var shutDown = false
     private var thread: pthread_t?
+    private var notifierThread: pthread_t?
     let frameClock = FrameClock()
 
     // The program's callbacks (JACK: set them before jack_activate).
@@ -48,7 +53,6 @@ final class JackClient: @unchecked Sendable {
     var processThread: (JackThreadCallback, UnsafeMutableRawPointer?)?
     /// Our thread only: the period jack_cycle_wait handed out, not yet signalled; whether the loop runs.
     private var cycle: AudioBusMessage.Header?
-    private var inCycleWait = false
     private var threadStarted = false
     private(set) var active = false
 
@@ -133,6 +137,17 @@ final class JackClient: @unchecked Sendable {
         } else {
             unmanaged.release()
         }
+        let notifier = Unmanaged.passRetained(self)
+        var notifierID = pthread_t()
+        if pthread_create(&notifierID, nil, { arg in
+            let client = Unmanaged<JackClient>.fromOpaque(arg!).takeRetainedValue()
+            client.tellEvents()
+            return nil
+        }, notifier.toOpaque()) == 0 {
+            notifierThread = notifierID
+        } else {
+            notifier.release()
+        }
     }
     let openStatus: UInt32
     /// jack_get_client_name's answer: lives as long as the client.
@@ -140,8 +155,10 @@ final class JackClient: @unchecked Sendable {
 
     // MARK: requests
 
-    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s). Asked
-    /// from a callback (our own thread), it reads the bus itself until the answer comes.
+    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s). While our
+    /// thread reads the bus, it hands the answer over; while it does not (it runs the program's process callback
+    /// or loop, which may wait for a lock this caller holds), the caller reads the bus itself. So an answer never
+    /// waits for the program's process thread, as with jackd2, where each request has its own channel.
     func ask(_ request: JackWire.Request) -> JackWire.Reply? {
         lock.lock()
         let id = nextRequest
@@ -149,26 +166,17 @@ final class JackClient: @unchecked Sendable {
         guard !shutDown else { lock.unlock(); return nil }
         lock.unlock()
         do { try send(JackWire.encode(.jackRequest, index: id, request)) } catch { return nil }
-        if onOwnThread {
-            let deadline = ipn_monotonic_ns() + 5_000_000_000
-            var realtime = true
-            while ipn_monotonic_ns() < deadline {
-                lock.lock(); let got = answers.removeValue(forKey: id); let gone = shutDown; lock.unlock()
-                if let got { return got }
-                if gone { return nil }
-                let left = Double(deadline - min(deadline, ipn_monotonic_ns())) / 1e9
-                let r = Result { () throws(IPNError) in try socket.withNextMessage(timeout: left) { view in self.take(view, realtime: &realtime, nested: true) } }
-                if case .failure = r { return nil }
-            }
-            return nil
+        let deadline = ipn_monotonic_ns() + 5_000_000_000
+        while true {
+            lock.lock()
+            if let got = answers.removeValue(forKey: id) { lock.unlock(); return got }
+            let gone = shutDown || socketClosed
+            lock.unlock()
+            let now = ipn_monotonic_ns()
+            if gone || now >= deadline { return nil }
+            var period: AudioBusMessage.Header?
+            if case .gone = readOnce(timeout: min(0.2, Double(deadline - now) / 1e9), byOurThread: false, period: &period) { return nil }
         }
-        lock.lock()
-        defer { lock.unlock() }
-        let deadline = Date(timeIntervalSinceNow: 5)
-        while answers[id] == nil, !shutDown {
-            if !lock.wait(until: deadline) { break }
-        }
-        return answers.removeValue(forKey: id)
     }
 
     /// Sends a request without waiting for its answer (JACK's real-time-safe transport calls).
@@ -182,6 +190,7 @@ final class JackClient: @unchecked Sendable {
     }
 
     private var onOwnThread: Bool { thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    private var onNotifierThread: Bool { notifierThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
 
     private let sendLock = NSLock()
     /// Requests stay within the bus's inline size: a larger one would need a pool, set up on the control
@@ -201,8 +210,12 @@ final class JackClient: @unchecked Sendable {
             JackLog.error("cannot register port \"\(short)\": \(reply?.error ?? "the server did not answer")")
             return nil
         }
+        lock.lock(); defer { lock.unlock() }
+        // The notification thread may have made its handle already, from the registration event.
+        if let known = ports[info.name], known.info.id == info.id { mineStorage.append(known); return known }
+        if let stale = ports[info.name] { retired.append(stale) }  // its handle stays valid
         let p = JackPort(info: info, client: self, frames: period)
-        lock.lock(); ports[info.name] = p; mineStorage.append(p); lock.unlock()
+        ports[info.name] = p; mineStorage.append(p)
         return p
     }
 
@@ -240,9 +253,10 @@ final class JackClient: @unchecked Sendable {
         return 0
     }
 
+    /// A port by id: one registered now, else the newest gone one with that id (its handle stays valid).
     func port(id: UInt32) -> JackPort? {
         lock.lock(); defer { lock.unlock() }
-        return ports.values.first { $0.info.id == id }
+        return ports.values.first { $0.info.id == id } ?? retired.last { $0.info.id == id }
     }
 
     func portsMatching(_ pattern: String?, type: String?, flags: UInt32) -> [String] {
@@ -289,24 +303,93 @@ final class JackClient: @unchecked Sendable {
     func close() {
         if onOwnThread {
             if !shutDown { _ = tell(JackWire.Request(op: "close")) }
-            lock.lock(); running = false; lock.unlock()
+            lock.lock(); running = false; lock.broadcast(); lock.unlock()
             return
         }
         if !shutDown { _ = ask(JackWire.Request(op: "close")) }
-        lock.lock(); running = false; lock.unlock()
-        if let thread { pthread_join(thread, nil) } else { socket.close() }
+        lock.lock(); running = false; lock.broadcast(); lock.unlock()
+        // A callback in progress ends before the client does (unless the callback is what closes it).
+        if let notifierThread, !onNotifierThread { pthread_join(notifierThread, nil) }
+        if let thread { pthread_join(thread, nil) } else { closeSocket() }
     }
 
     // MARK: the client's thread
 
+    // MARK: reading the bus
+
+    /// One thread reads the bus at a time (guarded by `lock`): our thread whenever it is not running the
+    /// program's code, else a thread waiting for an answer.
+    private var reading = false
+    private var socketClosed = false
+    /// A process call that another thread read, copied for our thread.
+    private var handedOver: [UInt8]?
+
+    private enum ReadOutcome { case read, busy, gone }
+
+    /// Reads one message (waiting at most `timeout`) unless another thread reads; then waits for something to
+    /// change, at most `timeout`, and says `busy`. A process call read by our thread has its inputs put into the
+    /// ports and its header in `period`; read by another thread it is handed over to ours.
+    private func readOnce(timeout: Double, byOurThread: Bool, period: inout AudioBusMessage.Header?) -> ReadOutcome {
+        lock.lock()
+        if socketClosed { lock.unlock(); return .gone }
+        if byOurThread && handedOver != nil { lock.unlock(); return .busy }
+        if reading {
+            _ = lock.wait(until: Date(timeIntervalSinceNow: timeout))
+            lock.unlock()
+            return .busy
+        }
+        reading = true
+        lock.unlock()
+        var found: AudioBusMessage.Header?
+        let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: timeout) { view in self.take(view, byOurThread: byOurThread, period: &found) } }
+        lock.lock(); reading = false; lock.broadcast(); lock.unlock()
+        if case .failure = result { return .gone }
+        if let found { period = found }
+        return .read
+    }
+
+    private enum PeriodWait { case period(AudioBusMessage.Header), nothing, gone }
+
+    /// Our thread: the next process call, with its inputs in the ports, if one comes within `timeout`.
+    private func waitForPeriod(timeout: Double) -> PeriodWait {
+        lock.lock()
+        if let copy = handedOver {
+            handedOver = nil
+            lock.unlock()
+            return copy.withUnsafeBytes { bytes in
+                guard let h = try? AudioBusMessage.decodeHeader(bytes) else { return .nothing }
+                receiveInputs(h, bytes)
+                return .period(h)
+            }
+        }
+        lock.unlock()
+        var period: AudioBusMessage.Header?
+        switch readOnce(timeout: timeout, byOurThread: true, period: &period) {
+        case .gone: return .gone
+        case .busy: return .nothing
+        case .read: return period.map { .period($0) } ?? .nothing
+        }
+    }
+
+    /// Closes the socket once nobody reads it; nobody reads it after.
+    private func closeSocket() {
+        lock.lock()
+        while reading { lock.wait() }
+        let first = !socketClosed
+        socketClosed = true
+        lock.broadcast()
+        lock.unlock()
+        if first { socket.close() }
+    }
+
     private func serve() {
-        defer { socket.close() }  // only here, once no message of it is in use
+        defer { closeSocket() }
         var realtime = false
         while true {
             lock.lock(); let go = running; lock.unlock()
             guard go else { return }
             if let (loop, arg) = processThread, isActive, !threadStarted {
-                // The program's own process loop runs here, on our thread; it reads the bus in jack_cycle_wait.
+                // The program's own process loop runs here, on our thread; it waits for periods in jack_cycle_wait.
                 threadStarted = true
                 realtime = true
                 Self.becomeRealtime()
@@ -314,39 +397,55 @@ final class JackClient: @unchecked Sendable {
                 _ = loop(arg)
                 continue
             }
-            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime, nested: false) } }
-            if case .failure = result {
+            switch waitForPeriod(timeout: 0.2) {
+            case .period(let h):
+                if !realtime {
+                    realtime = true
+                    Self.becomeRealtime()
+                    if let (cb, arg) = threadInit { cb(arg) }  // JACK runs it on the process thread, before its first period
+                }
+                runPeriod(h, silent: !isActive)
+            case .nothing:
+                continue
+            case .gone:
                 lostServer("the JACK server's bus \(bus) is gone")
                 return
             }
-            while !pendingEvents.isEmpty { notify(pendingEvents.removeFirst()) }
         }
     }
 
-    /// One message from the server. `nested`: while a callback waits for an answer on our thread, a process
-    /// call is answered with silence at once (the program's process callback never runs inside its own callback).
-    private func take(_ view: MessageView, realtime: inout Bool, nested: Bool) {
+    /// The notification thread: the program's callbacks for graph events and xruns, one at a time, in order,
+    /// until the client closes or loses its server.
+    private func tellEvents() {
+        while true {
+            lock.lock()
+            while pendingEvents.isEmpty && running { lock.wait() }
+            guard running else { lock.unlock(); return }
+            let e = pendingEvents.removeFirst()
+            lock.unlock()
+            notify(e)
+        }
+    }
+
+    /// One message from the server, read by our thread or by one waiting for an answer.
+    private func take(_ view: MessageView, byOurThread: Bool, period found: inout AudioBusMessage.Header?) {
         guard let h = try? AudioBusMessage.decodeHeader(view.bytes) else { return }
         switch h.kind {
-        case .process where inCycleWait && !nested:
-            // jack_cycle_wait: the inputs in, and the period handed to the program's loop.
-            guard Int(h.frames) == period else { return }
-            receiveInputs(h, view.bytes)
-            cycle = h
         case .process:
-            if !realtime {
-                realtime = true
-                Self.becomeRealtime()
-                if let (cb, arg) = threadInit { cb(arg) }  // JACK runs it on the process thread, before its first period
+            guard Int(h.frames) == period else { return }
+            if byOurThread {
+                receiveInputs(h, view.bytes)
+                found = h
+            } else {
+                let copy = [UInt8](view.bytes)
+                lock.lock(); handedOver = copy; lock.broadcast(); lock.unlock()
             }
-            runPeriod(h, view.bytes, silent: nested || !isActive)
         case .jackReply:
             guard let reply = JackWire.decode(JackWire.Reply.self, view.bytes) else { return }
             lock.lock(); answers[h.index] = reply; lock.broadcast(); lock.unlock()
         case .jackEvent:
             guard let e = JackWire.decode(JackWire.Event.self, view.bytes) else { return }
-            // One callback at a time: an event that arrives while a callback waits for an answer is told after it.
-            if nested { pendingEvents.append(e) } else { notify(e) }
+            lock.lock(); pendingEvents.append(e); lock.broadcast(); lock.unlock()
         case .serverGone:
             lostServer("the JACK server stopped")
         default:
@@ -357,10 +456,9 @@ final class JackClient: @unchecked Sendable {
     /// The period: inputs in, the program's process callback, outputs back.
     private var isActive: Bool { lock.lock(); defer { lock.unlock() }; return active }
 
-    private func runPeriod(_ h: AudioBusMessage.Header, _ bytes: UnsafeRawBufferPointer, silent: Bool) {
+    /// The period whose inputs are in the ports: the program's process callback, outputs back.
+    private func runPeriod(_ h: AudioBusMessage.Header, silent: Bool) {
         let frames = Int(h.frames)
-        guard frames == period else { return }
-        receiveInputs(h, bytes)
         var result: Int32 = 0
         if !silent, let (cb, arg) = process { result = cb(jack_nframes_t(frames), arg) }
         sendOutputs(h, silent: silent)
@@ -372,25 +470,25 @@ final class JackClient: @unchecked Sendable {
         }
     }
 
-    /// jack_cycle_wait: our thread reads the bus until the server's next process call (answering requests
-    /// and telling events meanwhile); its frames, its inputs in the ports. When the client is closing or the
+    /// jack_cycle_wait: our thread waits for the server's next process call (reading the bus unless a thread
+    /// waiting for an answer does); its frames, its inputs in the ports. When the client is closing or the
     /// server is gone, the program's loop ends here, as with jack2 (the thread exits).
     func cycleWait() -> jack_nframes_t {
         guard onOwnThread else { return 0 }
-        inCycleWait = true
-        defer { inCycleWait = false }
-        var realtime = true
         cycle = nil
         while true {
             lock.lock(); let go = running && !shutDown; lock.unlock()
             guard go else {
-                socket.close()
+                closeSocket()
                 pthread_exit(nil)
             }
-            while !pendingEvents.isEmpty { notify(pendingEvents.removeFirst()) }
-            let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: 0.2) { view in self.take(view, realtime: &realtime, nested: false) } }
-            if case .failure = result { lostServer("the JACK server's bus \(bus) is gone") }
-            if let c = cycle { return jack_nframes_t(c.frames) }
+            switch waitForPeriod(timeout: 0.2) {
+            case .period(let h):
+                cycle = h
+                return jack_nframes_t(h.frames)
+            case .nothing: continue
+            case .gone: lostServer("the JACK server's bus \(bus) is gone")
+            }
         }
     }
 
@@ -464,15 +562,22 @@ final class JackClient: @unchecked Sendable {
         switch e.event {
         case "registered", "unregistered":
             guard let info = e.port else { return }
-            if e.event == "unregistered" {
+            lock.lock()
+            if e.event == "registered" {
+                // Known from here on, so jack_port_by_id finds it even once it is gone again (JACK keeps every port's
+                // handle valid): callbacks run after the fact, and programs look up the ids they are told.
+                if let stale = ports[info.name], stale.info.id != info.id, !mineStorage.contains(where: { $0 === stale }) { retired.append(stale) }
+                if ports[info.name]?.info.id != info.id { ports[info.name] = JackPort(info: info, client: self, frames: period) }
+            } else if let known = ports[info.name], known.info.id == info.id {
                 // A name may come back as another port: forget the one we knew (its handle stays valid).
-                lock.lock()
-                if let known = ports[info.name], known.info.id == info.id, !mineStorage.contains(where: { $0 === known }) {
+                if !mineStorage.contains(where: { $0 === known }) {
                     ports[info.name] = nil
                     retired.append(known)
                 }
-                lock.unlock()
+            } else if !retired.contains(where: { $0.info.id == info.id }) {
+                retired.append(JackPort(info: info, client: self, frames: period))
             }
+            lock.unlock()
             if let (cb, arg) = portRegistration { cb(info.id, e.event == "registered" ? 1 : 0, arg) }
         case "connected", "disconnected":
             guard let a = e.sourceID, let b = e.destinationID else { return }

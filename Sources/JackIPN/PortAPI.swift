@@ -53,7 +53,9 @@ public func ipnjack_port_get_buffer(_ p: OpaquePointer?, _ frames: jack_nframes_
 @_cdecl("jack_port_is_mine")
 public func ipnjack_port_is_mine(_ c: OpaquePointer?, _ p: OpaquePointer?) -> Int32 {
     guard let cl = client(c), let port = JackPort.from(p) else { return 0 }
-    return cl.mine.contains { $0 === port } ? 1 : 0
+    // By owner, as JACK does: a port is its client's from registration on, also in the registration callback,
+    // which may run before jack_port_register has returned.
+    return port.info.name.hasPrefix(cl.name + ":") ? 1 : 0
 }
 
 @_cdecl("jack_port_by_name")
