@@ -30,8 +30,11 @@ final class JackClient: @unchecked Sendable {
     private var mineStorage: [JackPort] = []
     var mine: [JackPort] { lock.lock(); defer { lock.unlock() }; return mineStorage }
     private var retired: [JackPort] = []
-    /// Events for the notification thread, oldest first.
+    /// Events for the notification thread, oldest first, and whether it is to stop (guarded by `events`, a
+    /// condition of its own: the period path's wake-ups never wake it).
     private var pendingEvents: [JackWire.Event] = []
+    private var notifierStops = false
+    private let events = NSCondition()
     private var running = true
     private(set) var shutDown = false
     private var thread: pthread_t?
@@ -304,10 +307,12 @@ final class JackClient: @unchecked Sendable {
         if onOwnThread {
             if !shutDown { _ = tell(JackWire.Request(op: "close")) }
             lock.lock(); running = false; lock.broadcast(); lock.unlock()
+            stopNotifier()
             return
         }
         if !shutDown { _ = ask(JackWire.Request(op: "close")) }
         lock.lock(); running = false; lock.broadcast(); lock.unlock()
+        stopNotifier()
         // A callback in progress ends before the client does (unless the callback is what closes it).
         if let notifierThread, !onNotifierThread { pthread_join(notifierThread, nil) }
         if let thread { pthread_join(thread, nil) } else { closeSocket() }
@@ -321,6 +326,10 @@ final class JackClient: @unchecked Sendable {
     /// program's code, else a thread waiting for an answer.
     private var reading = false
     private var socketClosed = false
+    /// Threads waiting on `lock` for an answer, a process call or the bus (guarded by `lock`): with none, the
+    /// period path broadcasts nothing.
+    private var waiters = 0
+    private func wakeWaiters() { if waiters > 0 { lock.broadcast() } }
     /// A process call that another thread read, copied for our thread.
     private var handedOver: [UInt8]?
 
@@ -334,7 +343,9 @@ final class JackClient: @unchecked Sendable {
         if socketClosed { lock.unlock(); return .gone }
         if byOurThread && handedOver != nil { lock.unlock(); return .busy }
         if reading {
+            waiters += 1
             _ = lock.wait(until: Date(timeIntervalSinceNow: timeout))
+            waiters -= 1
             lock.unlock()
             return .busy
         }
@@ -342,7 +353,7 @@ final class JackClient: @unchecked Sendable {
         lock.unlock()
         var found: AudioBusMessage.Header?
         let result = Result { () throws(IPNError) in try socket.withNextMessage(timeout: timeout) { view in self.take(view, byOurThread: byOurThread, period: &found) } }
-        lock.lock(); reading = false; lock.broadcast(); lock.unlock()
+        lock.lock(); reading = false; wakeWaiters(); lock.unlock()
         if case .failure = result { return .gone }
         if let found { period = found }
         return .read
@@ -374,7 +385,7 @@ final class JackClient: @unchecked Sendable {
     /// Closes the socket once nobody reads it; nobody reads it after.
     private func closeSocket() {
         lock.lock()
-        while reading { lock.wait() }
+        while reading { waiters += 1; lock.wait(); waiters -= 1 }
         let first = !socketClosed
         socketClosed = true
         lock.broadcast()
@@ -414,15 +425,17 @@ final class JackClient: @unchecked Sendable {
         }
     }
 
+    private func stopNotifier() { events.lock(); notifierStops = true; events.broadcast(); events.unlock() }
+
     /// The notification thread: the program's callbacks for graph events and xruns, one at a time, in order,
     /// until the client closes or loses its server.
     private func tellEvents() {
         while true {
-            lock.lock()
-            while pendingEvents.isEmpty && running { lock.wait() }
-            guard running else { lock.unlock(); return }
+            events.lock()
+            while pendingEvents.isEmpty && !notifierStops { events.wait() }
+            guard !notifierStops else { events.unlock(); return }
             let e = pendingEvents.removeFirst()
-            lock.unlock()
+            events.unlock()
             notify(e)
         }
     }
@@ -438,14 +451,14 @@ final class JackClient: @unchecked Sendable {
                 found = h
             } else {
                 let copy = [UInt8](view.bytes)
-                lock.lock(); handedOver = copy; lock.broadcast(); lock.unlock()
+                lock.lock(); handedOver = copy; wakeWaiters(); lock.unlock()
             }
         case .jackReply:
             guard let reply = JackWire.decode(JackWire.Reply.self, view.bytes) else { return }
-            lock.lock(); answers[h.index] = reply; lock.broadcast(); lock.unlock()
+            lock.lock(); answers[h.index] = reply; wakeWaiters(); lock.unlock()
         case .jackEvent:
             guard let e = JackWire.decode(JackWire.Event.self, view.bytes) else { return }
-            lock.lock(); pendingEvents.append(e); lock.broadcast(); lock.unlock()
+            events.lock(); pendingEvents.append(e); events.signal(); events.unlock()
         case .serverGone:
             lostServer("the JACK server stopped")
         default:
@@ -606,6 +619,7 @@ final class JackClient: @unchecked Sendable {
         running = false
         lock.broadcast()
         lock.unlock()
+        stopNotifier()
         guard first else { return }
         if let (cb, arg) = infoShutdown {
             reason.withCString { cb(JackStatus(rawValue: JackWire.Status.serverError | JackWire.Status.failure), $0, arg) }
