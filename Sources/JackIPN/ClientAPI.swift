@@ -133,11 +133,10 @@ public func ipnjack_set_port_rename_callback(_ c: OpaquePointer?, _ cb: JackPort
     return 0
 }
 
-/// jackd-ipn keeps no metadata (jack/metadata.h's setters are not provided), so no property ever changes: the callback is accepted and never called.
+/// Called when any client sets or removes a property (MetadataAPI.swift), on the notification thread.
 @_cdecl("jack_set_property_change_callback")
 public func ipnjack_set_property_change_callback(_ c: OpaquePointer?, _ cb: JackPropertyChangeCallback?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    guard client(c) != nil else { return -1 }
-    return 0
+    setCallback(c, \.propertyChange, cb, arg)
 }
 
 @_cdecl("jack_set_thread_init_callback")
@@ -199,6 +198,22 @@ public func ipnjack_frame_time(_ c: OpaquePointer?) -> jack_nframes_t {
 public func ipnjack_frames_since_cycle_start(_ c: OpaquePointer?) -> jack_nframes_t {
     guard let now = client(c)?.frameClock.now else { return 0 }
     return jack_nframes_t(truncatingIfNeeded: ((ipn_monotonic_ns() / 1000) &- now.usecs) &* UInt64(now.rate) / 1_000_000)
+}
+
+/// The current period: its first frame, when it started and when the next one will (µs, jack_get_time's
+/// clock), and its length in µs, as the server's clock gives them.
+@_cdecl("jack_get_cycle_times")
+public func ipnjack_get_cycle_times(_ c: OpaquePointer?, _ frames: UnsafeMutablePointer<jack_nframes_t>?, _ usecs: UnsafeMutablePointer<jack_time_t>?,
+                                    _ next: UnsafeMutablePointer<jack_time_t>?, _ periodUsecs: UnsafeMutablePointer<Float>?) -> Int32 {
+    guard let cl = client(c) else { return -1 }
+    let now = cl.frameClock.now
+    guard now.usecs != 0 else { return -1 }  // no period yet
+    let length = Float(cl.period) * 1_000_000 / Float(now.rate)
+    frames?.pointee = jack_nframes_t(truncatingIfNeeded: now.frame)
+    usecs?.pointee = now.usecs
+    next?.pointee = now.usecs + UInt64(length)
+    periodUsecs?.pointee = length
+    return 0
 }
 
 @_cdecl("jack_frames_to_time")

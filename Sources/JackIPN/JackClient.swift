@@ -52,6 +52,7 @@ final class JackClient: @unchecked Sendable {
     var xrun: (JackXRunCallback, UnsafeMutableRawPointer?)?
     var threadInit: (JackThreadInitCallback, UnsafeMutableRawPointer?)?
     var latency: (JackLatencyCallback, UnsafeMutableRawPointer?)?
+    var propertyChange: (JackPropertyChangeCallback, UnsafeMutableRawPointer?)?
     /// A program's own process loop (jack_set_process_thread: it calls jack_cycle_wait and jack_cycle_signal).
     var processThread: (JackThreadCallback, UnsafeMutableRawPointer?)?
     /// Our thread only: the period jack_cycle_wait handed out, not yet signalled; whether the loop runs.
@@ -128,31 +129,34 @@ final class JackClient: @unchecked Sendable {
         cName = strdup(n)
         self.rate = rate
         self.period = period
+        uuid = reply.uuid ?? 0
         openStatus = (reply.status ?? 0) | started
-        let unmanaged = Unmanaged.passRetained(self)
-        var t = pthread_t()
-        if pthread_create(&t, nil, { arg in
-            let client = Unmanaged<JackClient>.fromOpaque(arg!).takeRetainedValue()
-            client.serve()
-            return nil
-        }, unmanaged.toOpaque()) == 0 {
-            thread = t
-        } else {
-            unmanaged.release()
-        }
-        let notifier = Unmanaged.passRetained(self)
-        var notifierID = pthread_t()
-        if pthread_create(&notifierID, nil, { arg in
-            let client = Unmanaged<JackClient>.fromOpaque(arg!).takeRetainedValue()
-            client.tellEvents()
-            return nil
-        }, notifier.toOpaque()) == 0 {
-            notifierThread = notifierID
-        } else {
-            notifier.release()
-        }
+        thread = startThread { $0.serve() }
+        notifierThread = startThread { $0.tellEvents() }
+        Self.opened.withLock { $0.append(self) }
     }
+
+    /// A thread running `body` on this client, which it keeps alive until `body` returns; nil if none could start.
+    private func startThread(_ body: @escaping (JackClient) -> Void) -> pthread_t? {
+        final class Start { let client: JackClient; let body: (JackClient) -> Void; init(_ c: JackClient, _ b: @escaping (JackClient) -> Void) { client = c; body = b } }
+        let start = Unmanaged.passRetained(Start(self, body))
+        var t = pthread_t()
+        guard pthread_create(&t, nil, { arg in
+            let start = Unmanaged<Start>.fromOpaque(arg!).takeRetainedValue()
+            start.body(start.client)
+            return nil
+        }, start.toOpaque()) == 0 else {
+            start.release()
+            return nil
+        }
+        return t
+    }
+
     let openStatus: UInt32
+    /// The client's uuid (jack_client_get_uuid), as the server numbers it.
+    let uuid: UInt64
+    /// The clients open in this process: jack_get_property and its like take no client and ask through one.
+    static let opened = Locked<[JackClient]>([])
     /// jack_get_client_name's answer: lives as long as the client.
     let cName: UnsafeMutablePointer<CChar>
 
@@ -304,6 +308,7 @@ final class JackClient: @unchecked Sendable {
     /// From a callback (our own thread), the close is said and our thread ends after the callback; from any
     /// other thread, it waits for the server's answer and for our thread to end. Our thread closes the socket.
     func close() {
+        Self.opened.withLock { $0.removeAll { $0 === self } }
         if onOwnThread {
             if !shutDown { _ = tell(JackWire.Request(op: "close")) }
             lock.lock(); running = false; lock.broadcast(); lock.unlock()
@@ -607,6 +612,10 @@ final class JackClient: @unchecked Sendable {
             if let (cb, arg) = graphOrder { _ = cb(arg) }
         case "xrun":
             if let (cb, arg) = xrun { _ = cb(arg) }
+        case "property":
+            guard let subject = e.subject, let change = e.change, let (cb, arg) = propertyChange else { return }
+            let kind = jack_property_change_t(rawValue: UInt32(change))
+            if let key = e.key { key.withCString { cb(subject, $0, kind, arg) } } else { cb(subject, nil, kind, arg) }
         default:
             break
         }

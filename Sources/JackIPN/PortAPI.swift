@@ -47,7 +47,7 @@ public func ipnjack_port_get_buffer(_ p: OpaquePointer?, _ frames: jack_nframes_
 @_cdecl("jack_port_short_name") public func ipnjack_port_short_name(_ p: OpaquePointer?) -> UnsafePointer<CChar>? { JackPort.from(p).map { UnsafePointer($0.cShortName) } }
 @_cdecl("jack_port_type") public func ipnjack_port_type(_ p: OpaquePointer?) -> UnsafePointer<CChar>? { JackPort.from(p).map { UnsafePointer($0.cType) } }
 @_cdecl("jack_port_flags") public func ipnjack_port_flags(_ p: OpaquePointer?) -> Int32 { Int32(bitPattern: JackPort.from(p)?.info.flags ?? 0) }
-@_cdecl("jack_port_uuid") public func ipnjack_port_uuid(_ p: OpaquePointer?) -> jack_uuid_t { jack_uuid_t(JackPort.from(p)?.info.id ?? 0) }
+@_cdecl("jack_port_uuid") public func ipnjack_port_uuid(_ p: OpaquePointer?) -> jack_uuid_t { JackPort.from(p).map { JackWire.UUID.port($0.info.id) } ?? 0 }
 @_cdecl("jack_port_type_id") public func ipnjack_port_type_id(_ p: OpaquePointer?) -> jack_port_type_id_t { JackPort.from(p)?.isAudio == false ? 1 : 0 }
 
 @_cdecl("jack_port_is_mine")
@@ -198,7 +198,7 @@ public func ipnjack_port_get_total_latency(_ c: OpaquePointer?, _ p: OpaquePoint
 @_cdecl("jack_recompute_total_latencies") public func ipnjack_recompute_total_latencies(_ c: OpaquePointer?) -> Int32 { 0 }
 @_cdecl("jack_recompute_total_latency") public func ipnjack_recompute_total_latency(_ c: OpaquePointer?, _ p: OpaquePointer?) -> Int32 { 0 }
 
-// MARK: uuids: a port's is its id; a client's is asked of nobody yet.
+// MARK: uuids, as jack2 makes them (JackWire.UUID): a port's from its id, a client's from its node on the bus.
 
 @_cdecl("jack_uuid_unparse")
 public func ipnjack_uuid_unparse(_ u: jack_uuid_t, _ buf: UnsafeMutablePointer<CChar>?) {
@@ -219,12 +219,22 @@ public func ipnjack_uuid_parse(_ s: UnsafePointer<CChar>?, _ u: UnsafeMutablePoi
 
 @_cdecl("jack_get_uuid_for_client_name")
 public func ipnjack_get_uuid_for_client_name(_ c: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
-    JackLog.notImplemented("jack_get_uuid_for_client_name")
-    return nil
+    guard let cl = client(c), let name else { return nil }
+    var r = JackWire.Request(op: "client-uuid"); r.name = String(cString: name)
+    guard let uuid = cl.ask(r)?.uuid else { return nil }
+    return strdup("\(uuid)")  // the caller frees it with jack_free
 }
 
 @_cdecl("jack_get_client_name_by_uuid")
 public func ipnjack_get_client_name_by_uuid(_ c: OpaquePointer?, _ uuid: UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>? {
-    JackLog.notImplemented("jack_get_client_name_by_uuid")
-    return nil
+    guard let cl = client(c), let uuid, let subject = UInt64(String(cString: uuid)) else { return nil }
+    var r = JackWire.Request(op: "client-name"); r.subject = subject
+    guard let name = cl.ask(r)?.name else { return nil }
+    return strdup(name)
+}
+
+@_cdecl("jack_client_get_uuid")
+public func ipnjack_client_get_uuid(_ c: OpaquePointer?) -> UnsafeMutablePointer<CChar>? {
+    guard let cl = client(c) else { return nil }
+    return strdup("\(cl.uuid)")
 }

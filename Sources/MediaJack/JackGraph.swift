@@ -60,6 +60,8 @@ final class JackGraph {
     /// JACK's transport: rolling or stopped, and the frame it is at (moves a period each period it rolls).
     var transportRolling = false
     var transportFrame: UInt32 = 0
+    /// JACK's metadata: properties of clients and ports.
+    private(set) var metadata = JackMetadata()
     /// The card's ports, channel by channel.
     private(set) var captureIDs: [UInt32] = []
     private(set) var playbackIDs: [UInt32] = []
@@ -95,8 +97,10 @@ final class JackGraph {
     /// A request from node `node`; the answer, and the events every JACK client is told.
     func handle(_ r: JackWire.Request, from node: UInt32) -> (JackWire.Reply, [JackWire.Event]) {
         if r.op == "open" { return open(r, node: node) }
-        if ["ports", "port", "connections"].contains(r.op) { return (query(r), []) }
+        if ["ports", "port", "connections", "client-uuid", "client-name"].contains(r.op) { return (query(r), []) }
+        if JackMetadata.queries.contains(r.op) { return metadata.handle(r) }
         guard let client = clients[node] else { return (.failure("not an open client", status: JackWire.Status.noSuchClient), []) }
+        if JackMetadata.operations.contains(r.op) { return metadata.handle(r) }
         switch r.op {
         case "close":
             return (JackWire.Reply(), remove(node))
@@ -198,7 +202,6 @@ final class JackGraph {
         var name = wanted, status: UInt32 = 0
         if taken.contains(name) || isPlayerName(name) {
             if r.exact == true { return (.failure("client name \(wanted) is in use", status: JackWire.Status.failure | JackWire.Status.nameNotUnique), []) }
-            // jack2's way: NAME-01, NAME-02, ...
             // jack2's way: NAME-01, NAME-02, ... (the name shortened to leave room for the number).
             let base = String(decoding: Array(wanted.utf8.prefix(JackWire.clientNameSize - 5)), as: UTF8.self)
             var n = 1
@@ -209,7 +212,7 @@ final class JackGraph {
         jackClients += 1
         everHadJackClients = true
         var reply = JackWire.Reply()
-        reply.name = name; reply.status = status
+        reply.name = name; reply.status = status; reply.uuid = JackWire.UUID.client(node)
         return (reply, [JackWire.Event(event: "client-registered", client: name)])
     }
 
@@ -257,6 +260,7 @@ final class JackGraph {
         if !c.player { jackClients -= 1 }
         var events: [JackWire.Event] = []
         for id in c.inputs + c.outputs { if let p = ports[id] { events += removePort(p) } }
+        events += metadata.removeAll(of: JackWire.UUID.client(node)).1
         reorder()
         return events + [JackWire.Event(event: "client-unregistered", client: c.name), JackWire.Event(event: "graph")]
     }
@@ -272,6 +276,7 @@ final class JackGraph {
         }
         var e = JackWire.Event(event: "unregistered"); e.port = p.info
         events.append(e)
+        events += metadata.removeAll(of: JackWire.UUID.port(p.info.id)).1
         return events
     }
 
@@ -325,6 +330,14 @@ final class JackGraph {
         case "port":
             guard let name = r.name, let p = port(named: name) else { return .failure("no port \(r.name ?? "")") }
             reply.port = p.info
+        case "client-uuid":
+            guard let name = r.name, let c = clients.values.first(where: { $0.name == name }) else { return .failure("no client \(r.name ?? "")") }
+            reply.uuid = JackWire.UUID.client(c.node)
+        case "client-name":
+            guard let uuid = r.subject, let c = clients.values.first(where: { JackWire.UUID.client($0.node) == uuid }) else {
+                return .failure("no client with uuid \(r.subject ?? 0)")
+            }
+            reply.name = c.name
         case "connections":
             guard let name = r.name, let p = port(named: name) else { return .failure("no port \(r.name ?? "")") }
             let ids = p.isInput ? connections.filter { $0.value.contains(p.info.id) }.map(\.key) : Array(connections[p.info.id] ?? [])

@@ -20,7 +20,9 @@ public enum JackWire {
     public static let clientNameSize = 65, portNameSize = 321
 
     public struct Request: Codable, Sendable {
-        /// open, close, register, unregister, alias, activate, deactivate, connect, disconnect, transport, ports, port, connections
+        /// open, close, register, unregister, alias, activate, deactivate, connect, disconnect, transport, ports, port,
+        /// connections, client-uuid, client-name; metadata: set-property, get-property, get-properties,
+        /// get-all-properties, remove-property, remove-properties, remove-all-properties
         public var op: String
         public var name: String?
         public var exact: Bool?
@@ -32,8 +34,32 @@ public enum JackWire {
         public var typePattern: String?
         /// activate: whether the client has a process callback (one without is never called).
         public var processes: Bool?
+        /// Metadata: the subject (a client's or a port's uuid), the key and the value (its type in `type`).
+        public var subject: UInt64?
+        public var key: String?
+        public var value: String?
         public init(op: String) { self.op = op }
     }
+
+    /// One metadata property (jack/metadata.h): `type` empty or nil is text/plain.
+    public struct Property: Codable, Sendable, Equatable {
+        public var subject: UInt64
+        public var key: String
+        public var value: String
+        public var type: String?
+        public init(subject: UInt64, key: String, value: String, type: String?) {
+            self.subject = subject; self.key = key; self.value = value; self.type = type
+        }
+    }
+
+    /// JACK's uuids, as jack2 makes them: a type in the high 32 bits (1 a port, 2 a client), then the number.
+    public enum UUID {
+        public static func port(_ id: UInt32) -> UInt64 { 1 << 32 | UInt64(id) }
+        public static func client(_ node: UInt32) -> UInt64 { 2 << 32 | UInt64(node) }
+    }
+
+    /// jack_property_change_t
+    public enum PropertyChange { public static let created = 0, changed = 1, deleted = 2 }
 
     public struct PortInfo: Codable, Sendable, Equatable {
         public var id: UInt32
@@ -56,6 +82,11 @@ public enum JackWire {
         public var port: PortInfo?
         public var ports: [PortInfo]?
         public var names: [String]?
+        /// open, client-uuid: the client's uuid.
+        public var uuid: UInt64?
+        public var properties: [Property]?
+        /// remove-properties: how many were removed.
+        public var count: Int?
         public init() {}
         public static func failure(_ why: String, status: UInt32 = Status.failure) -> Reply {
             var r = Reply(); r.error = why; r.status = status; return r
@@ -64,7 +95,7 @@ public enum JackWire {
 
     public struct Event: Codable, Sendable {
         /// registered, unregistered (ports), aliased (a port's aliases changed), client-registered,
-        /// client-unregistered, connected, disconnected, graph, xrun, shutdown
+        /// client-unregistered, connected, disconnected, graph, xrun, shutdown, property (metadata changed)
         public var event: String
         public var port: PortInfo?
         /// The client of client-registered and client-unregistered.
@@ -74,6 +105,10 @@ public enum JackWire {
         public var sourceID: UInt32?
         public var destinationID: UInt32?
         public var reason: String?
+        /// property: the subject, the key (nil: all of the subject's, or with subject 0 everybody's) and the change.
+        public var subject: UInt64?
+        public var key: String?
+        public var change: Int?
         public init(event: String) { self.event = event }
         public init(event: String, client: String) { self.event = event; self.client = client }
     }

@@ -158,6 +158,78 @@ final class JackClientTests: AudioScriptTestCase {
         }
     }
 
+    /// JACK metadata with Debian's `jack_property`: a port's pretty name and a client's property are set, read
+    /// back and listed; every client hears each change (`jack_evmon`); one is deleted; a client's properties go
+    /// with it; and all are deleted at once.
+    func testPropertiesOfPortsAndClientsAreKeptToldAndRemoved() async throws {
+        let pretty = "http://jackaudio.org/metadata/pretty-name"
+        let r = try await jack("""
+            ipn-jack stdbuf -oL jack_evmon > evmon.log 2>&1 &
+            evmon=$!
+            # Until evmon hears a property change, set one on it (each set after the first is a change).
+            i=0; until ipn-jack jack_property -s -c event-monitor urn:ipn:ready yes 2>/dev/null && grep -q "urn:ipn:ready" evmon.log; do
+                i=$((i+1)); [ $i -gt 1200 ] && { echo "evmon never heard a property change"; break; }; sleep 0.025; done
+            ipn-jack jack_property -d -c event-monitor urn:ipn:ready || echo "delete ready failed"
+            ipn-jack jack_simple_client > /dev/null 2>&1 &
+            simple=$!
+            waitport jack_simple_client:output1
+            ipn-jack jack_property -s -p system:playback_1 \(pretty) "Left speaker" || echo "set port failed"
+            ipn-jack jack_property -s -c jack_simple_client urn:ipn:test "a tone" text/plain || echo "set client failed"
+            ipn-jack jack_property -l -p system:playback_1 \(pretty) > port-value.txt || echo "get failed"
+            ipn-jack jack_property -l -c jack_simple_client > client-list.txt || echo "list client failed"
+            ipn-jack jack_property -l > all.txt || echo "list all failed"
+            ipn-jack jack_property -s -p system:playback_1 \(pretty) "Left" || echo "change failed"
+            ipn-jack jack_property -l -p system:playback_1 \(pretty) > changed.txt
+            ipn-jack jack_property -d -p system:playback_1 \(pretty) || echo "delete failed"
+            ipn-jack jack_property -l -p system:playback_1 \(pretty) > deleted.txt 2>&1 && echo "a deleted property was found"
+            kill $simple; wait $simple
+            ipn-jack jack_property -l > after-client.txt
+            ipn-jack jack_property -s -p system:capture_1 \(pretty) "Mic" || echo "set capture failed"
+            ipn-jack jack_property -D > delete-all.txt || echo "delete all failed"
+            ipn-jack jack_property -l > after-all.txt
+            ipn-jack jack_lsp -U 2>/dev/null | head -2 > uuids.txt
+            ipn-jack jack_property -l -c jack_simple_client > gone-client.txt 2>&1
+            kill $evmon; wait $evmon
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        XCTAssertEqual(file("port-value.txt"), "Left speaker\n")
+        XCTAssertEqual(file("client-list.txt"), "key: urn:ipn:test value: a tone type: text/plain\n")
+        let all = file("all.txt").split(separator: "\n").map(String.init)
+        XCTAssertEqual(all.count, 4, file("all.txt"))
+        XCTAssertTrue(all.contains("key: \(pretty) value: Left speaker"), file("all.txt"))
+        XCTAssertTrue(all.contains("key: urn:ipn:test value: a tone type: text/plain"), file("all.txt"))
+        XCTAssertEqual(file("changed.txt"), "Left\n")
+        XCTAssertTrue(file("deleted.txt").contains("Value not found"), file("deleted.txt"))
+        XCTAssertEqual(file("after-client.txt"), "", "the client's properties went with it")
+        XCTAssertTrue(file("delete-all.txt").contains("successfully"), file("delete-all.txt"))
+        XCTAssertEqual(file("after-all.txt"), "")
+        // jack2's numbering: system:capture_1 is port 1, a port's uuid has 1 in its high 32 bits.
+        XCTAssertEqual(file("uuids.txt"), "system:capture_1\n\tuuid: \(UInt64(1) << 32 | 1)\n")
+        XCTAssertTrue(file("gone-client.txt").contains("cannot get UUID for client named jack_simple_client"), file("gone-client.txt"))
+        let evmon = file("evmon.log"), playback1 = UInt64(1) << 32 | 3
+        for change in ["created", "changed", "deleted"] {
+            XCTAssertTrue(evmon.contains("key [\(pretty)] for \(playback1) \(change)"), "evmon heard the pretty name \(change): \(evmon)")
+        }
+        XCTAssertTrue(evmon.contains("All properties changed!"), evmon)
+    }
+
+    /// What jackd-ipn does not serve fails as JACK's API says, saying why, and the program ends cleanly:
+    /// `jack_load` (internal clients) and `jack_unload`; a session notification finds no client to tell.
+    func testInternalClientsAndSessionsFailCleanly() async throws {
+        let r = try await jack("""
+            ipn-jack jack_load sine nothing > load.txt 2>&1; echo "load $?" >> load.txt
+            ipn-jack jack_unload sine > unload.txt 2>&1; echo "unload $?" >> unload.txt
+            mkdir session; ipn-jack jack_session_notify save "$PWD/session" > notify.txt 2>&1; echo "notify $?" >> notify.txt
+            kill $server; wait $server
+            """)
+        XCTAssertEqual(r.standardOutput, "", "\(r)")
+        XCTAssertTrue(file("load.txt").contains("jack_internal_client_load (jackd-ipn has no internal clients) is not implemented"), file("load.txt"))
+        XCTAssertTrue(file("load.txt").contains("could not load nothing") && !file("load.txt").hasSuffix("load 0\n"), file("load.txt"))
+        XCTAssertTrue(file("unload.txt").contains("client sine not found") && !file("unload.txt").hasSuffix("unload 0\n"), file("unload.txt"))
+        XCTAssertEqual(file("notify.txt"), "sleep 10\nnotify 0\n", "no client answered, and the program ended cleanly")
+    }
+
     func testWithoutAServerJackProgramsAreToldWhy() async throws {
         try FileManager.default.createDirectory(atPath: dir + "/run", withIntermediateDirectories: true)
         let r = try await ranToItsEnd(script("""

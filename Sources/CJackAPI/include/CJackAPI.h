@@ -8,6 +8,8 @@
 #include <jack/thread.h>
 #include <jack/statistics.h>
 #include <jack/metadata.h>
+#include <jack/intclient.h>
+#include <jack/session.h>
 
 /// The file this library was loaded from (dladdr), or NULL: where jackd-ipn is, to start a server.
 const char *ipnjack_library_path(void);
