@@ -92,6 +92,12 @@ extension IPNSocket {
         return position
     }
 
+    /// Makes this node's pool now, if it has none: its creation waits for the host's answer on the control
+    /// path, so a node whose control path another thread reads makes it before that thread starts.
+    public func preparePool() throws(IPNError) {
+        if pool == nil { try createPool() }
+    }
+
     private func createPool() throws(IPNError) {
         let size = SenderPool.totalSize(capacity: busOptions!.effectivePoolBytes)
         // The host seals it against every later writer once it has mapped it (receivers only read it).

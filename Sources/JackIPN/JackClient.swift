@@ -162,10 +162,9 @@ final class JackClient: @unchecked Sendable {
 
     // MARK: requests
 
-    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s). While our
-    /// thread reads the bus, it hands the answer over; while it does not (it runs the program's process callback
-    /// or loop, which may wait for a lock this caller holds), the caller reads the bus itself. So an answer never
-    /// waits for the program's process thread, as with jackd2, where each request has its own channel.
+    /// Sends a request and waits for its answer (nil: the server is gone or did not answer in 5 s), which the
+    /// thread reading the bus hands over. Asked from our own thread (a process callback) when no reader thread
+    /// runs, it reads the bus itself.
     func ask(_ request: JackWire.Request) -> JackWire.Reply? {
         lock.lock()
         let id = nextRequest
@@ -178,9 +177,16 @@ final class JackClient: @unchecked Sendable {
             lock.lock()
             if let got = answers.removeValue(forKey: id) { lock.unlock(); return got }
             let gone = shutDown || socketClosed
-            lock.unlock()
             let now = ipn_monotonic_ns()
-            if gone || now >= deadline { return nil }
+            if gone || now >= deadline { lock.unlock(); return nil }
+            if !(onOwnThread && readerThread == nil) {
+                waiters += 1
+                _ = lock.wait(until: Date(timeIntervalSinceNow: min(0.2, Double(deadline - now) / 1e9)))
+                waiters -= 1
+                lock.unlock()
+                continue
+            }
+            lock.unlock()
             var period: AudioBusMessage.Header?
             if case .gone = readOnce(timeout: min(0.2, Double(deadline - now) / 1e9), byOurThread: false, period: &period) { return nil }
         }
@@ -321,15 +327,20 @@ final class JackClient: @unchecked Sendable {
         // A callback in progress ends before the client does (unless the callback is what closes it).
         if let notifierThread, !onNotifierThread { pthread_join(notifierThread, nil) }
         if let thread { pthread_join(thread, nil) } else { closeSocket() }
+        lock.lock(); let reader = readerThread; lock.unlock()
+        if let reader { pthread_join(reader, nil) }
     }
 
     // MARK: the client's thread
 
     // MARK: reading the bus
 
-    /// One thread reads the bus at a time (guarded by `lock`): our thread whenever it is not running the
-    /// program's code, else a thread waiting for an answer.
+    /// One thread reads the bus at a time (guarded by `lock`): our thread, and while the program's own process
+    /// loop runs on it (jack_set_process_thread: it may block in the program's code, on locks that threads
+    /// waiting for answers hold), a reader thread of real-time priority as well. No real-time thread ever waits
+    /// for one of the program's threads to read.
     private var reading = false
+    private var readerThread: pthread_t?
     private var socketClosed = false
     /// Threads waiting on `lock` for an answer, a process call or the bus (guarded by `lock`): with none, the
     /// period path broadcasts nothing.
@@ -409,6 +420,11 @@ final class JackClient: @unchecked Sendable {
                 threadStarted = true
                 realtime = true
                 Self.becomeRealtime()
+                // A period's outputs larger than a ring slot go through the pool, whose making waits on the control
+                // path: made here, before the reader thread reads that path too.
+                try? socket.preparePool()
+                let reader = startThread { $0.readForTheProgramsLoop() }
+                lock.lock(); readerThread = reader; lock.unlock()
                 if let (cb, arg) = threadInit { cb(arg) }
                 _ = loop(arg)
                 continue
@@ -425,6 +441,22 @@ final class JackClient: @unchecked Sendable {
                 continue
             case .gone:
                 lostServer("the JACK server's bus \(bus) is gone")
+                return
+            }
+        }
+    }
+
+    /// The reader thread: reads the bus while the program's process loop runs (jack_cycle_wait takes the process
+    /// calls it hands over), until the client closes or loses its server.
+    private func readForTheProgramsLoop() {
+        Self.becomeRealtime()
+        while true {
+            lock.lock(); let go = running && !socketClosed; lock.unlock()
+            guard go else { return }
+            var period: AudioBusMessage.Header?
+            if case .gone = readOnce(timeout: 0.2, byOurThread: false, period: &period) {
+                lock.lock(); let closing = !running || socketClosed; lock.unlock()
+                if !closing { lostServer("the JACK server's bus \(bus) is gone") }
                 return
             }
         }

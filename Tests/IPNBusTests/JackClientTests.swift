@@ -116,48 +116,6 @@ final class JackClientTests: AudioScriptTestCase {
         }
     }
 
-    /// Ardour (Debian's 7.3, run by its own scripting host `ardour7-lua`) starts its JACK engine on jackd-ipn,
-    /// makes a session, rolls with its metronome on, and the clicks are heard from the card side: one every
-    /// 24000 samples (120 bpm at 48 kHz) (samples/ardour-session.lua). Ardour takes locks in its notification callbacks that its main thread
-    /// holds while it registers ports; before those callbacks had a thread of their own (as on jackd2), the
-    /// session was never made.
-    func testArdourMakesASessionAndItsMetronomeIsHeardFromTheCard() async throws {
-        try TestSupport.require(tools: ["/usr/bin/ardour7-lua"])
-        let r = try await jack("""
-            export SESSION_DIR="$PWD/session"
-            export WHILE_ROLLING="ipn-jack jack_lsp -c > ports.txt; arecord -q -D ipn:BUS=$BUS -f S16_LE -r 48000 -c 2 -d 2 click.wav; jackd-ipn stat $BUS > stat.txt"
-            ipn-jack ardour7-lua '\(Self.repository)/samples/ardour-session.lua' > ardour.log 2>&1 || echo "ardour7-lua failed: $(tail -5 ardour.log)"
-            kill $server; wait $server
-            """, timeout: 180)
-        XCTAssertEqual(r.standardOutput, "", "\(r)")
-        let log = file("ardour.log")
-        XCTAssertTrue(log.contains("closed"), log)
-        let rolled = log.split(separator: "\n").first { $0.hasPrefix("rolled ") }.flatMap { Int($0.dropFirst(7)) } ?? 0
-        XCTAssertGreaterThan(rolled, 0, "the transport rolled: \(log)")
-        XCTAssertTrue(file("session/ipn.ardour").contains("<Session"), "the session file was written")
-        XCTAssertTrue(file("ports.txt").contains("ardour:Master/audio_out 1\n   system:playback_1"), file("ports.txt"))
-        // Click onsets: the first loud sample after at least 2000 quiet ones, in the left channel (not a click the
-        // recording began in).
-        let left = try await samples("click.wav").enumerated().compactMap { $0.offset % 2 == 0 ? Int($0.element) : nil }
-        var onsets: [Int] = [], quiet = 0
-        for (i, v) in left.enumerated() {
-            if abs(v) > 3000 { if quiet > 2000 { onsets.append(i) }; quiet = 0 } else { quiet += 1 }
-        }
-        // A period in which Ardour was late is silent on the card (counted by the server): a click may then be
-        // missing, or start up to a period later.
-        let stat = file("stat.txt")
-        let late = stat.split(separator: "\n").first { $0.contains("jack:") }.flatMap { line in
-            line.range(of: "ports, ").flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } } ?? -1
-        XCTAssertGreaterThanOrEqual(late, 0, "jackd-ipn stat counts late periods: \(stat)")
-        let slack = late == 0 ? 16 : 256 + 16
-        XCTAssertGreaterThanOrEqual(onsets.count, 2, "clicks heard at \(onsets) (\(late) late periods)")
-        for (a, b) in zip(onsets, onsets.dropFirst()) {
-            let beats = max(1, Int((Double(b - a) / 24000).rounded()))
-            XCTAssertLessThanOrEqual(abs(b - a - beats * 24000), slack, "one click every half second: \(onsets) (\(late) late periods)")
-            if late == 0 { XCTAssertEqual(beats, 1, "no click missing: \(onsets)") }
-        }
-    }
-
     /// JACK metadata with Debian's `jack_property`: a port's pretty name and a client's property are set, read
     /// back and listed; every client hears each change (`jack_evmon`); one is deleted; a client's properties go
     /// with it; and all are deleted at once.
